@@ -1,0 +1,3 @@
+"""learnops_dump."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""learnops_operator."""
+
+__version__ = "0.1.0"

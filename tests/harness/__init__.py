@@ -1,0 +1,1 @@
+"""Test ground: throwaway PostgreSQL, a local Kubernetes control plane, a container engine."""
