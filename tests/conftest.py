@@ -12,6 +12,9 @@ import pytest
 from tests.harness import tiers
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
+# Component fixtures live beside the component's tests, one plugin module each.
+pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixtures_operator"]
+
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")
 ROOT = Path(__file__).resolve().parent.parent
 
