@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness import tiers
+from tests.harness.kube import PROVIDERS, KubeCluster, existing_cluster, start_local
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
@@ -50,3 +55,62 @@ def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[Con
         yield conn
     finally:
         pg_cluster.drop_database(name)
+
+
+# -- Kubernetes ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    """The cluster every cluster test runs against; LEARNOPS_CLUSTER picks the provider."""
+    provider = os.environ.get("LEARNOPS_CLUSTER", "local")
+    if provider not in PROVIDERS:
+        pytest.fail(f"LEARNOPS_CLUSTER={provider!r}; choose one of {PROVIDERS}", pytrace=False)
+    if provider == "existing":
+        cluster = existing_cluster()
+        yield cluster
+        cluster.close()
+        return
+    if provider == "kind":
+        yield from _kind_cluster()
+        return
+    if shutil.which("openssl") is None:
+        tiers.unavailable("cluster", "openssl not found (apt-get install openssl)")
+    workdir = Path(tempfile.mkdtemp(prefix="learnops-k8s-"))
+    try:
+        cluster, plane = start_local(workdir)
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        tiers.unavailable("cluster", f"local control plane did not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        plane.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kind_cluster() -> Iterator[KubeCluster]:
+    """kind, for machines with Docker and registry access (pytest-kind drives it)."""
+    from pytest_kind import KindCluster
+
+    kind = shutil.which("kind")
+    if kind is None:
+        tiers.unavailable("cluster", "LEARNOPS_CLUSTER=kind but no kind binary on PATH")
+    kc = KindCluster("learnops-test", kind_path=Path(kind))
+    kc.create()
+    try:
+        kubectl = shutil.which("kubectl")
+        yield KubeCluster(
+            "kind", Path(kc.kubeconfig_path), Path(kubectl or "kubectl"), has_kubelet=True
+        )
+    finally:
+        kc.delete()
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted afterwards."""
+    name = f"t-{secrets.token_hex(4)}"
+    kube_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,137 @@
+"""Smoke tests for the cluster provider: the API server, its controllers, and RBAC."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.harness.kube import KubeCluster
+
+CRONJOB = """
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: every-minute}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: example.invalid/none:1}]
+"""
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_a_configmap_round_trips_through_a_namespace(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("create", "configmap", "cm", "-n", namespace, "--from-literal=k=v")
+    out = kube_cluster.kubectl("get", "configmap", "cm", "-n", namespace, "-o", "json").stdout
+    assert json.loads(out)["data"] == {"k": "v"}
+
+
+def test_a_cronjob_scheduled_every_minute_produces_a_job(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=CRONJOB)
+
+    def job_exists() -> bool:
+        out = kube_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout
+        return any(
+            ref["name"] == "every-minute"
+            for item in json.loads(out)["items"]
+            for ref in item["metadata"].get("ownerReferences", [])
+        )
+
+    _wait(job_exists, 75, "the CronJob controller to create a Job")
+
+
+def test_deleting_an_owner_garbage_collects_its_child(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("create", "configmap", "owner", "-n", namespace)
+    uid = kube_cluster.kubectl(
+        "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "child",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+            ],
+        },
+    }
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(child))
+    kube_cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
+
+    def child_gone() -> bool:
+        got = kube_cluster.kubectl("get", "configmap", "child", "-n", namespace, check=False)
+        return got.returncode != 0 and "NotFound" in got.stderr
+
+    _wait(child_gone, 30, "the garbage collector to delete the child")
+
+
+def test_a_service_account_is_denied_what_it_was_not_granted(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    sa = f"system:serviceaccount:{namespace}:reader"
+    kube_cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    kube_cluster.kubectl(
+        "create", "role", "cm-reader", "-n", namespace, "--verb=get,list", "--resource=configmaps"
+    )
+    kube_cluster.kubectl(
+        "create",
+        "rolebinding",
+        "cm-reader",
+        "-n",
+        namespace,
+        "--role=cm-reader",
+        f"--serviceaccount={namespace}:reader",
+    )
+    kube_cluster.kubectl("create", "secret", "generic", "s", "-n", namespace, "--from-literal=k=v")
+
+    assert kube_cluster.kubectl("get", "configmaps", "-n", namespace, as_user=sa).returncode == 0
+    denied = kube_cluster.kubectl("get", "secrets", "-n", namespace, as_user=sa, check=False)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr
+
+    # The same holds through the Python client acting as that service account.
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(kube_cluster.api(impersonate=sa))
+    assert core.list_namespaced_config_map(namespace).items is not None
+    with pytest.raises(ApiException) as denied_py:
+        core.list_namespaced_secret(namespace)
+    assert denied_py.value.status == 403
+
+
+def test_a_service_account_kubeconfig_authenticates_with_a_real_token(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("create", "serviceaccount", "bot", "-n", namespace)
+    path = kube_cluster.kubeconfig_for(f"system:serviceaccount:{namespace}:bot")
+    who = subprocess.run(
+        [str(kube_cluster.kubectl_path), f"--kubeconfig={path}", "auth", "whoami", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(who.stdout)["status"]["userInfo"]["username"] == (
+        f"system:serviceaccount:{namespace}:bot"
+    )

@@ -1,0 +1,132 @@
+"""One facade over the cluster providers: `local` (our control plane), `kind`, `existing`.
+
+Select with LEARNOPS_CLUSTER (default `local`). Outside pytest:
+`python -m tests.harness.kube up` prints the kubeconfig path; `... down` stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .controlplane import LocalControlPlane, k8s_bindir, stop_by_pidfiles
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+PROVIDERS = ("local", "kind", "existing")
+CLUSTER_DIR = Path(os.environ.get("LEARNOPS_CLUSTER_DIR", "/tmp/learnops-cluster"))
+
+
+class KubeCluster:
+    """What tests get: a kubeconfig, kubectl, API clients, and impersonation."""
+
+    def __init__(self, provider: str, kubeconfig: Path, kubectl_path: Path, *, has_kubelet: bool):
+        self.provider = provider
+        self.kubeconfig = kubeconfig
+        self.kubectl_path = kubectl_path
+        self.has_kubelet = has_kubelet
+        self._scratch = Path(tempfile.mkdtemp(prefix="learnops-kubecfg-"))
+
+    def kubectl(
+        self,
+        *args: str,
+        as_user: str | None = None,
+        input: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args]
+        if as_user:
+            argv.append(f"--as={as_user}")
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+        return proc
+
+    def kubeconfig_for(self, user: str) -> Path:
+        """A kubeconfig that acts as `user`.
+
+        For an existing service account (system:serviceaccount:NS:NAME) it holds a real bound
+        token from the TokenRequest API, so any client (kopf included) authenticates as that
+        account. Other users are impersonated with `as:` (honoured by kubectl and Go clients).
+        """
+        cfg: dict[str, Any] = yaml.safe_load(self.kubeconfig.read_text())
+        token = self._serviceaccount_token(user)
+        for entry in cfg["users"]:
+            if token:
+                entry["user"] = {"token": token}
+            else:
+                entry["user"]["as"] = user
+        safe = user.replace(":", "_")
+        path = self._scratch / f"{safe}.kubeconfig"
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        return path
+
+    def _serviceaccount_token(self, user: str) -> str | None:
+        parts = user.split(":")
+        if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
+            return None
+        made = self.kubectl(
+            "create", "token", parts[3], "-n", parts[2], "--duration=24h", check=False
+        )
+        return made.stdout.strip() if made.returncode == 0 else None
+
+    def api(self, impersonate: str | None = None) -> ApiClient:
+        from kubernetes import config
+
+        client: ApiClient = config.new_client_from_config(config_file=str(self.kubeconfig))
+        if impersonate:
+            # The Python client ignores a kubeconfig's `as:`; send the headers ourselves.
+            client.set_default_header("Impersonate-User", impersonate)
+        return client
+
+    def close(self) -> None:
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def start_local(workdir: Path) -> tuple[KubeCluster, LocalControlPlane]:
+    plane = LocalControlPlane(workdir, k8s_bindir()).start()
+    return KubeCluster("local", plane.kubeconfig, plane.kubectl_path, has_kubelet=False), plane
+
+
+def kubectl_binary() -> Path:
+    found = shutil.which("kubectl")
+    return Path(found) if found else k8s_bindir() / "kubectl"
+
+
+def existing_cluster() -> KubeCluster:
+    kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+    return KubeCluster("existing", kubeconfig, kubectl_binary(), has_kubelet=True)
+
+
+def main(argv: list[str]) -> int:
+    """`up` starts a local control plane in the background and prints its kubeconfig; `down`."""
+    command = argv[1] if len(argv) > 1 else "up"
+    if command == "down":
+        stop_by_pidfiles(CLUSTER_DIR)
+        shutil.rmtree(CLUSTER_DIR, ignore_errors=True)
+        print(f"stopped the control plane in {CLUSTER_DIR}")
+        return 0
+    if command != "up":
+        print("usage: python -m tests.harness.kube up|down", file=sys.stderr)
+        return 2
+    if (CLUSTER_DIR / "kube-apiserver.pid").exists():
+        stop_by_pidfiles(CLUSTER_DIR)
+    shutil.rmtree(CLUSTER_DIR, ignore_errors=True)
+    plane = LocalControlPlane(CLUSTER_DIR, k8s_bindir()).start()
+    # The processes live on in their own sessions; `down` stops them by pid file.
+    print(f"control plane up in {plane.start_seconds:.1f}s; logs in {CLUSTER_DIR}", file=sys.stderr)
+    print(plane.kubeconfig.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
