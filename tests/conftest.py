@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import tiers
+from tests.harness.containers import Engine, EngineUnavailable
 from tests.harness.kube import PROVIDERS, KubeCluster, existing_cluster, start_local
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
@@ -114,3 +115,17 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
         yield name
     finally:
         kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# -- Container engine ---------------------------------------------------------
+@pytest.fixture(scope="session")
+def container_engine() -> Iterator[Engine]:
+    """Docker (started here if needed) with the locally made bookworm base image."""
+    try:
+        engine = Engine()
+    except EngineUnavailable as exc:
+        tiers.unavailable("container", str(exc))
+    try:
+        yield engine
+    finally:
+        engine.close()
