@@ -1,15 +1,19 @@
 # learnops entry points. `make test` installs everything it needs, then runs every tier but bench.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-UV ?= uv
-PYTEST := $(UV) run --frozen pytest
+CACHE ?= $(HOME)/.cache/learnops
+# Tools built by `make deps` (kubectl, helm, kind, etcd, kube-apiserver, ...).
+export PATH := $(CACHE)/bin:$(PATH)
+# Resolved when a recipe runs, i.e. after `deps` may have installed uv.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help deps lint test test-unit bench cluster-up cluster-down demo clean
+.PHONY: help deps lint test test-unit bench cluster-up cluster-down images demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-deps: ## install every prerequisite (apt, uv, Go-built Kubernetes, helm, base image)
+deps: ## install every prerequisite (apt, uv + Python deps, Go-built Kubernetes, helm, kind, base image)
 	tests/harness/install-deps.sh
 
 lint: ## ruff + mypy --strict
@@ -18,10 +22,16 @@ lint: ## ruff + mypy --strict
 	$(UV) run --frozen mypy tests operator images/dump images/learning-worker
 
 test: deps lint ## the whole suite except benchmarks (what CI runs)
-	$(PYTEST) -m "not bench"
+	$(PYTEST) -m "not bench" --durations=15
 
 test-unit: ## only the tests that need nothing
 	$(PYTEST) -m unit
 
-bench: deps ## benchmarks (tests/bench), figures printed to stdout
+bench: deps ## benchmarks (tests/bench); figures are printed
 	$(PYTEST) -m bench -s -p no:cacheprovider tests/bench
+
+cluster-up: deps ## start the local control plane; prints the absolute kubeconfig path
+	@$(UV) run --frozen python -m tests.harness.kube up
+
+cluster-down: ## stop the local control plane
+	@$(UV) run --frozen python -m tests.harness.kube down

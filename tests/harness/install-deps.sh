@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs every prerequisite of `make test` on a fresh Debian bookworm machine (as root), from
+# package registries only: Debian packages, uv and the Python deps, Kubernetes built from the Go
+# module proxy, helm and kind via `go install`, and the locally made base image. Idempotent:
+# each step is skipped when its result is already there.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
+HELM_VERSION=v3.22.0
+KIND_VERSION=v0.33.0
+APT_PACKAGES=(postgresql postgresql-contrib docker.io debootstrap openssl zstd lz4 pigz
+  ca-certificates git make procps iproute2)
+
+step() { printf '==> %s\n' "$*" >&2; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "need root to apt-get install: ${missing[*]}" >&2; exit 1; }
+  step "apt-get install ${missing[*]}"
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # Debian starts a default cluster on 5432; the tests make their own.
+  systemctl disable --now postgresql >/dev/null 2>&1 || service postgresql stop >/dev/null 2>&1 || true
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  step "pip install uv"
+  python3 -m pip install -q "uv>=0.9" >&2
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  command -v uv >/dev/null 2>&1 || uv() { python3 -m uv "$@"; }
+fi
+step "uv sync (Python deps from uv.lock)"
+(cd "$repo" && uv sync --frozen -q >&2)
+
+command -v go >/dev/null 2>&1 || { echo "Go is required to build Kubernetes (apt-get install golang or use the machine's Go)" >&2; exit 1; }
+step "Kubernetes binaries (etcd, kube-apiserver, kube-controller-manager, kubectl)"
+k8sbin=$("$here/build-k8s.sh")
+
+tools="$cache/tools-helm-$HELM_VERSION-kind-$KIND_VERSION/bin"
+if [ ! -x "$tools/helm" ] || [ ! -x "$tools/kind" ]; then
+  step "go install helm $HELM_VERSION and kind $KIND_VERSION"
+  mkdir -p "$tools"
+  GOBIN=$tools go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+  GOBIN=$tools go install "sigs.k8s.io/kind@$KIND_VERSION" >&2
+fi
+
+# One stable directory on PATH for the Makefile and the tests.
+mkdir -p "$cache/bin"
+for b in "$k8sbin"/* "$tools"/*; do ln -sf "$b" "$cache/bin/$(basename "$b")"; done
+
+step "container engine and base image"
+if ! docker info >/dev/null 2>&1; then
+  nohup dockerd --bridge=none --iptables=false --ip6tables=false >>/tmp/learnops-dockerd.log 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+fi
+"$here/make-base-image.sh" >/dev/null
+step "prerequisites ready; tools in $cache/bin"
