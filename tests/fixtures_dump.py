@@ -1,1 +1,185 @@
-"""Fixtures for the dump tests."""
+"""Fixtures for the dump tests: a canary role, a runner launcher and a /proc sampler."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from psycopg import sql
+
+from tests.harness.postgres import Conn, PgCluster
+
+DUMP_SRC = Path(__file__).resolve().parent.parent / "images" / "dump"
+
+
+def canary_password() -> str:
+    """Unique and awkward: ':' and '\\' test pgpass escaping, '@' and '/' URL encoding."""
+    return f"Canary:{secrets.token_hex(8)}@x/y\\z"
+
+
+def secret_forms(password: str) -> list[str]:
+    """Every spelling of the password a leak could take."""
+    return [password, quote(password, safe=""), password.replace(":", "\\:")]
+
+
+def pgpass_line(conn: Conn, dbname: str | None = None) -> str:
+    """libpq's escaping (the harness's Conn.pgpass_line does not escape ':' or '\\')."""
+    fields = [conn.host, str(conn.port), dbname or conn.dbname, conn.user, conn.password]
+    return ":".join(f.replace("\\", "\\\\").replace(":", "\\:") for f in fields) + "\n"
+
+
+def url_of(conn: Conn) -> str:
+    user, pw = quote(conn.user, safe=""), quote(conn.password, safe="")
+    return f"postgresql://{user}:{pw}@{conn.host}:{conn.port}/{conn.dbname}"
+
+
+@dataclass
+class DumpWorld:
+    """One test's storage, tmp dir, termination log and credentials."""
+
+    base: Path
+    conn: Conn
+    storage: Path = field(init=False)
+    tmp: Path = field(init=False)
+    termlog: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.storage = self.base / "storage"
+        self.tmp = self.base / "tmp"
+        self.termlog = self.base / "termination-log"
+        for d in (self.storage, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        self.pgpass = self.base / "pgpass"
+        self.pgpass.write_text(pgpass_line(self.conn))
+        self.pgpass.chmod(0o600)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """A pod-like environment: libpq variables + PGPASSFILE, nothing inherited."""
+        env = {
+            "PATH": os.environ["PATH"],
+            "PGHOST": self.conn.host,
+            "PGPORT": str(self.conn.port),
+            "PGDATABASE": self.conn.dbname,
+            "PGUSER": self.conn.user,
+            "PGPASSFILE": str(self.pgpass),
+            "BACKUP_STORAGE_ROOT": str(self.storage),
+            "BACKUP_PREFIX": "t",
+            "BACKUP_TERMINATION_LOG": str(self.termlog),
+            "BACKUP_TIMEOUT_SECONDS": "60",
+            "BACKUP_KILL_GRACE_SECONDS": "2",
+            "TMPDIR": str(self.tmp),
+        }
+        env.update(overrides)
+        return {k: v for k, v in env.items() if v != ""}
+
+    def secrets(self) -> list[str]:
+        return secret_forms(self.conn.password)
+
+
+def runner_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "learnops_dump", *args]
+
+
+def start_runner(env: Mapping[str, str], *args: str, **popen: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+        runner_argv(*(args or ("run",))),
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **popen,
+    )
+
+
+def run_runner(
+    env: Mapping[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        runner_argv(*(args or ("run",))),
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class ProcSampler:
+    """Reads every process's cmdline and environ in a loop; records any secret seen."""
+
+    def __init__(self, needles: list[str]) -> None:
+        self.needles = [n.encode() for n in needles]
+        self.hits: list[str] = []
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or int(pid) == me:
+                    continue
+                for what in ("cmdline", "environ"):
+                    with contextlib.suppress(OSError):
+                        data = Path(f"/proc/{pid}/{what}").read_bytes()
+                        if any(n in data for n in self.needles):
+                            self.hits.append(f"{pid}/{what}")
+            self.samples += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> ProcSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def files_containing(root: Path, needles: list[str]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if any(n.encode() in data for n in needles):
+                found.append(str(path))
+    return found
+
+
+def create_dump_role(pg_cluster: PgCluster, dbname: str, *, createdb: bool = True) -> Conn:
+    """A non-superuser role with a unique canary password that may read everything."""
+    name = f"dumper_{secrets.token_hex(4)}"
+    conn = pg_cluster.create_user(name, canary_password())
+    with pg_cluster.connect() as c:
+        c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(name)))
+        if createdb:
+            c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(name)))
+    return conn.with_db(dbname)
+
+
+@pytest.fixture
+def dump_world(pg_cluster: PgCluster, pg_db: Conn, tmp_path: Path) -> DumpWorld:
+    """Storage + tmp + a canary role on a fresh sample database."""
+    return DumpWorld(tmp_path, create_dump_role(pg_cluster, pg_db.dbname))
+
+
+@pytest.fixture(scope="session")
+def big_db(pg_cluster: PgCluster) -> Iterator[str]:
+    """A database of >= 600 MB (10x the runner's memory bound), built once per session."""
+    name = "learnops_big"
+    pg_cluster.create_database(name)
+    pg_cluster.fill_mb(name, 600)
+    try:
+        yield name
+    finally:
+        pg_cluster.drop_database(name)

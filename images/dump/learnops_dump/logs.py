@@ -1,0 +1,46 @@
+"""JSON-lines logging on stderr with a stable `event` key; every line is masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from .masking import mask
+
+_STANDARD = set(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    """One compact JSON object per line: ts, level, event, message, extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return mask(json.dumps(entry, default=str, separators=(",", ":")))
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Route every logger to stderr as JSON lines (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def event(logger: logging.Logger, name: str, message: str, **fields: Any) -> None:
+    """Log `message` at INFO with a stable `event` name and extra fields."""
+    logger.info(message, extra={"event": name, **fields})

@@ -1,0 +1,23 @@
+-- name: server_version --
+-- One line: server_version_num|server_version (psql -At output).
+SELECT current_setting('server_version_num') || '|' || current_setting('server_version');
+
+-- name: table_row_counts --
+-- Exact row count of every ordinary and partitioned-leaf table, one "schema.table|count" per line.
+SELECT format('%I.%I', n.nspname, c.relname) || '|' ||
+       (xpath('/row/c/text()',
+              query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
+                           false, true, '')))[1]::text
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY 1;
+
+-- name: create_scratch_database --
+-- psql variable :"scratch" names the database (quoted by psql).
+CREATE DATABASE :"scratch" TEMPLATE template0;
+
+-- name: drop_scratch_database --
+DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);

@@ -1,0 +1,222 @@
+"""One frozen settings object, built once from the environment in `main()`.
+
+Every field documents itself (`metadata["doc"]`) and names the variable it
+comes from (`metadata["env"]`); `--help` is generated from the same metadata
+so the documentation cannot drift from the parser.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .connection import Target, resolve_target
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+class DumpFormat(enum.Enum):
+    CUSTOM = "custom"
+    PLAIN = "plain"
+    DIRECTORY = "directory"
+
+
+class VerifyMode(enum.Enum):
+    NONE = "none"
+    LIST = "list"
+    RESTORE = "restore"
+
+
+# Levels each algorithm accepts (pg_dump's and the external tools' common range).
+LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 19, 3), "lz4": (1, 12, 1), "none": (0, 0, 0)}
+
+
+@dataclass(frozen=True)
+class Compression:
+    algorithm: str
+    level: int
+
+    @classmethod
+    def parse(cls, text: str) -> Compression:
+        algorithm, _, level_text = text.strip().lower().partition(":")
+        if algorithm not in LEVELS:
+            raise ConfigError(f"BACKUP_COMPRESSION: unknown algorithm {algorithm!r}")
+        low, high, default = LEVELS[algorithm]
+        if not level_text:
+            return cls(algorithm, default)
+        if not level_text.isdigit() or not low <= int(level_text) <= high:
+            raise ConfigError(f"BACKUP_COMPRESSION: {algorithm} level must be {low}..{high}")
+        return cls(algorithm, int(level_text))
+
+    def __str__(self) -> str:
+        return "none" if self.algorithm == "none" else f"{self.algorithm}:{self.level}"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many successful backups survive pruning (grandfather-father-son)."""
+
+    last: int = 7
+    daily: int = 7
+    weekly: int = 4
+    monthly: int = 6
+
+    @classmethod
+    def parse(cls, text: str) -> Retention:
+        values: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, number = part.partition("=")
+            key = key.strip()
+            if not sep or key not in {f.name for f in fields(cls)}:
+                raise ConfigError(f"BACKUP_RETENTION: unknown rule {key!r}")
+            if not number.strip().isdigit():
+                raise ConfigError(f"BACKUP_RETENTION: {key} must be a whole number >= 0")
+            values[key] = int(number)
+        if not values:
+            raise ConfigError("BACKUP_RETENTION: empty; give e.g. last=7,daily=7")
+        return cls(**{f.name: values.get(f.name, 0) for f in fields(cls)})
+
+    def __str__(self) -> str:
+        return ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+
+
+def _meta(env: str, doc: str) -> dict[str, str]:
+    return {"env": env, "doc": doc}
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_root: Path | None = field(
+        default=None,
+        metadata=_meta("BACKUP_STORAGE_ROOT", "Directory for artifacts and manifests (required)."),
+    )
+    prefix: str = field(
+        default="backup", metadata=_meta("BACKUP_PREFIX", "File-name prefix of every artifact.")
+    )
+    timeout_seconds: float = field(
+        default=300.0,
+        metadata=_meta("BACKUP_TIMEOUT_SECONDS", "Whole-run limit; then TERM, KILL, exit 5."),
+    )
+    kill_grace_seconds: float = field(
+        default=5.0,
+        metadata=_meta("BACKUP_KILL_GRACE_SECONDS", "Wait between TERM and KILL of children."),
+    )
+    format: DumpFormat = field(
+        default=DumpFormat.CUSTOM,
+        metadata=_meta("BACKUP_FORMAT", "custom | plain | directory."),
+    )
+    compression: Compression = field(
+        default=Compression("zstd", 3),
+        metadata=_meta("BACKUP_COMPRESSION", "gzip | zstd | lz4 | none, optional :level."),
+    )
+    retention: Retention = field(
+        default=Retention(),
+        metadata=_meta("BACKUP_RETENTION", "GFS rules over successful backups, e.g. last=7."),
+    )
+    failed_retention_days: int = field(
+        default=14,
+        metadata=_meta("BACKUP_FAILED_RETENTION_DAYS", "Failed manifests older than this go."),
+    )
+    verify: VerifyMode = field(
+        default=VerifyMode.LIST,
+        metadata=_meta("BACKUP_VERIFY", "list | restore (scratch db, row counts) | none."),
+    )
+    termination_log: Path = field(
+        default=Path("/dev/termination-log"),
+        metadata=_meta("BACKUP_TERMINATION_LOG", "Where the JSON summary for Kubernetes goes."),
+    )
+    tmpdir: Path = field(
+        default=Path("/tmp"),  # noqa: S108 - the pod mounts an emptyDir there
+        metadata=_meta("TMPDIR", "Private scratch space (the 0600 pgpass copy lives here)."),
+    )
+    client_dirs: str = field(
+        default="/usr/lib/postgresql/*/bin",
+        metadata=_meta("BACKUP_PG_CLIENT_DIRS", "Globs (':'-separated) of client bin dirs."),
+    )
+    connect_timeout: int = field(
+        default=10,
+        metadata=_meta("PGCONNECT_TIMEOUT", "Seconds libpq waits for the server."),
+    )
+    target: Target = field(
+        default=Target(),
+        metadata=_meta(
+            "PGHOST/PGPORT/PGDATABASE/PGUSER/PGSSLMODE/PGPASSFILE",
+            "Connection; or SESSION_/BACKUP_/DATABASE_URL[_FILE], first non-empty wins.",
+        ),
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse and validate; raises ConfigError naming the variable, never its value."""
+        target, source = resolve_target(env)
+        log.info("connection source chosen", extra={"event": "settings.source", "source": source})
+        root = env.get("BACKUP_STORAGE_ROOT", "").strip()
+        prefix = env.get("BACKUP_PREFIX", "").strip() or "backup"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", prefix):
+            raise ConfigError("BACKUP_PREFIX: use letters, digits, '.', '_' or '-'")
+        return cls(
+            storage_root=Path(root) if root else None,
+            prefix=prefix,
+            timeout_seconds=_number(env, "BACKUP_TIMEOUT_SECONDS", 300.0),
+            kill_grace_seconds=_number(env, "BACKUP_KILL_GRACE_SECONDS", 5.0),
+            format=_enum(env, "BACKUP_FORMAT", DumpFormat, DumpFormat.CUSTOM),
+            compression=Compression.parse(env.get("BACKUP_COMPRESSION", "") or "zstd:3"),
+            retention=Retention.parse(env.get("BACKUP_RETENTION", "") or str(Retention())),
+            failed_retention_days=int(_number(env, "BACKUP_FAILED_RETENTION_DAYS", 14)),
+            verify=_enum(env, "BACKUP_VERIFY", VerifyMode, VerifyMode.LIST),
+            termination_log=Path(env.get("BACKUP_TERMINATION_LOG", "") or "/dev/termination-log"),
+            tmpdir=Path(env.get("TMPDIR", "") or "/tmp"),  # noqa: S108
+            client_dirs=env.get("BACKUP_PG_CLIENT_DIRS", "") or "/usr/lib/postgresql/*/bin",
+            connect_timeout=int(_number(env, "PGCONNECT_TIMEOUT", 10)),
+            target=target,
+        )
+
+    def require_storage_root(self) -> Path:
+        if self.storage_root is None:
+            raise ConfigError("BACKUP_STORAGE_ROOT is required")
+        return self.storage_root
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number") from None
+    if value <= 0 and name != "BACKUP_FAILED_RETENTION_DAYS":
+        raise ConfigError(f"{name}: must be > 0")
+    return value
+
+
+def _enum(env: Mapping[str, str], name: str, kind: type[_E], default: _E) -> _E:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        allowed = " | ".join(str(m.value) for m in kind)
+        raise ConfigError(f"{name}: must be one of {allowed}") from None
+
+
+def help_table() -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for every setting; `--help` prints it."""
+    rows: list[tuple[str, str, str]] = []
+    for f in fields(Settings):
+        default: Any = f.default
+        shown = default.value if isinstance(default, enum.Enum) else default
+        if f.name == "target":
+            shown = "-"
+        rows.append(
+            (f.metadata["env"], str(shown if shown is not None else "-"), f.metadata["doc"])
+        )
+    return rows
