@@ -1,1 +1,284 @@
-"""Fixtures for the worker tests."""
+"""Fixtures and helpers for the worker tests: migrated databases, worker subprocesses,
+a fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.harness.net import free_port, wait_port
+from tests.harness.postgres import Conn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Every write to succeeded is recorded by this trigger: "completed twice" becomes countable.
+SIDE_TABLES = """
+CREATE TABLE worker_test_executions (
+    job_id bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE worker_test_completions (
+    job_id bigint NOT NULL, attempt int NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE FUNCTION worker_test_record_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO worker_test_completions (job_id, attempt) VALUES (NEW.id, NEW.attempts);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER worker_test_completion AFTER UPDATE ON learnops_jobs
+    FOR EACH ROW WHEN (NEW.status = 'succeeded') EXECUTE FUNCTION worker_test_record_completion();
+"""
+
+# Short leases keep crash tests fast; the heartbeat stays well inside the lease.
+FAST = {
+    "WORKER_LEASE_SECONDS": "1",
+    "WORKER_HEARTBEAT_SECONDS": "0.25",
+    "WORKER_POLL_SECONDS": "0.2",
+    "WORKER_BACKOFF_BASE_SECONDS": "0.05",
+    "WORKER_BACKOFF_MAX_SECONDS": "0.5",
+    "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
+    "WORKER_HANDLERS": (
+        "record=tests.worker_handlers:record,flaky=tests.worker_handlers:flaky,"
+        "permanent=tests.worker_handlers:permanent,later=tests.worker_handlers:later"
+    ),
+}
+
+
+def connect(conn: Conn) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(**conn.kwargs(), autocommit=True)  # type: ignore[arg-type]
+
+
+def migrated(conn: Conn) -> None:
+    """Run the real `migrate` subcommand, then add the test side tables."""
+    result = run_cli(conn, "migrate")
+    assert result.returncode == 0, result.stderr
+    with connect(conn) as c:
+        c.execute(SIDE_TABLES.encode())
+
+
+@pytest.fixture
+def worker_db(pg_db: Conn) -> Conn:
+    """A fresh database with the worker schema and the test side tables."""
+    migrated(pg_db)
+    return pg_db
+
+
+def worker_env(conn: Conn, **extra: str) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PG", "WORKER_", "DATABASE_URL", "OPENAI_", "FEEDBACK_"))
+    }
+    return {**base, "DATABASE_URL": conn.url(), "WORKER_HTTP_PORT": "0", **FAST, **extra}
+
+
+def run_cli(conn: Conn, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "learnops_worker", *args],
+        env=worker_env(conn, **extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def enqueue(conn: Conn, kind: str, payloads: list[Any], *, priority: int = 0) -> list[int]:
+    with connect(conn) as c, c.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO learnops_jobs (kind, payload, priority) VALUES (%s, %s, %s) RETURNING id",
+            [(kind, Jsonb(p), priority) for p in payloads],
+            returning=True,
+        )
+        ids = []
+        while True:
+            row = cur.fetchone()
+            assert row is not None
+            ids.append(int(row[0]))
+            if not cur.nextset():
+                return ids
+
+
+def scalar(conn: Conn, query: str, *params: Any) -> Any:
+    with connect(conn) as c:
+        row = c.execute(query.encode(), params).fetchone()
+    return None if row is None else row[0]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class WorkerProc:
+    """One `learning-worker run` subprocess; stderr (JSON logs) goes to a file."""
+
+    conn: Conn
+    env: dict[str, str]
+    http_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
+
+    def start(self) -> WorkerProc:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "learnops_worker", "run"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        if self.http_port:
+            wait_port(self.http_port, 20)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.logs().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    def metric(self, name: str) -> float:
+        """Sum of all samples of a metric (over labels) from /metrics."""
+        _, text = self.get("/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self) -> None:
+        if self.alive():
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGKILL)
+            self.wait()
+
+
+@pytest.fixture
+def workers(worker_db: Conn) -> Iterator[Callable[..., WorkerProc]]:
+    """Start worker subprocesses against worker_db; all are killed at the end."""
+    started: list[WorkerProc] = []
+
+    def start(*, http: bool = False, **env: str) -> WorkerProc:
+        port = free_port() if http else 0
+        w = WorkerProc(worker_db, worker_env(worker_db, WORKER_HTTP_PORT=str(port), **env), port)
+        started.append(w.start())
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+        w.log_path.unlink(missing_ok=True)
+
+
+# -- a fake OpenAI-compatible provider -----------------------------------------
+@dataclass
+class FakeProvider:
+    """Answers /v1/chat/completions; `script` lists (status, headers) to return before 200."""
+
+    api_key: str
+    port: int = 0
+    calls: int = 0
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    bad_auth: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[FakeProvider]:
+    fake = FakeProvider(api_key="sk-canary-" + os.urandom(6).hex())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with fake.lock:
+                fake.calls += 1
+                fake.bodies.append(body)
+                step = fake.script.pop(0) if fake.script else (200, {})
+                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    fake.bad_auth += 1
+            status, headers = step
+            if self.path != "/v1/chat/completions":
+                status = 404
+            if status == 200:
+                feedback = {"score": 7, "max_score": 10, "summary": "good", "criteria": []}
+                answer = {
+                    "choices": [{"message": {"role": "assistant", "content": json.dumps(feedback)}}]
+                }
+                payload = json.dumps(answer).encode()
+            else:
+                payload = b'{"error": {"message": "try again"}}'
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,205 @@
+"""Command line: migrate, run, enqueue, stats, retry-failed. Errors become exit codes here."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from . import db, handlers, logs, migrate
+from .errors import EXIT_INTERNAL, EXIT_OK, ConfigError, WorkerError
+from .httpserver import HealthServer
+from .metrics import Metrics
+from .queries import Q
+from .settings import Settings, from_env
+from .worker import Worker
+
+log = logging.getLogger("learnops_worker")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = from_env()
+        logs.setup(settings.log_level)
+        for note in settings.warnings:
+            log.warning(note, extra={"event": "config.warning"})
+        if not settings.database_url:
+            raise ConfigError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
+        return int(args.func(settings, args))
+    except WorkerError as exc:
+        logs.setup("INFO") if not logging.getLogger().handlers else None
+        log.error(str(exc), extra={"event": "worker.error", "error_type": type(exc).__name__})
+        return exc.exit_code
+    except Exception as exc:  # a bug: say so in one JSON line, never a secret-bearing repr
+        log.critical(
+            "internal error",
+            extra={"event": "worker.internal_error", "error_type": type(exc).__name__},
+            exc_info=True,
+        )
+        return EXIT_INTERNAL
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="learning-worker", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the schema (idempotent)").set_defaults(func=cmd_migrate)
+    sub.add_parser("run", help="run the worker until SIGTERM").set_defaults(func=cmd_run)
+    e = sub.add_parser("enqueue", help="add a job; prints its id")
+    e.add_argument("--kind", required=True)
+    e.add_argument("--payload", default="{}", help="JSON document")
+    e.add_argument("--priority", type=int, default=0, help="higher runs first")
+    e.add_argument("--run-after", help="ISO-8601 time, or seconds from now")
+    e.set_defaults(func=cmd_enqueue)
+    s = sub.add_parser("stats", help="counts by status and kind, oldest queued age, leases")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_stats)
+    r = sub.add_parser("retry-failed", help="requeue failed jobs with fresh attempts")
+    r.add_argument("--kind")
+    r.set_defaults(func=cmd_retry_failed)
+    return p
+
+
+@contextlib.contextmanager
+def _connection(settings: Settings, purpose: str) -> Iterator[db.Connection]:
+    try:
+        with db.connect(settings, purpose=purpose) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise db.translate(exc) from None
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    migrate.run(settings)
+    return EXIT_OK
+
+
+def cmd_enqueue(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--payload is not valid JSON ({exc.msg} at {exc.pos})") from None
+    run_after = _parse_when(args.run_after) if args.run_after else None
+    with _connection(settings, "enqueue") as conn:
+        row = conn.execute(
+            Q.enqueue,
+            {
+                "kind": args.kind,
+                "payload": Jsonb(payload),
+                "priority": args.priority,
+                "run_after": run_after,
+            },
+        ).fetchone()
+    assert row is not None
+    print(row[0])
+    return EXIT_OK
+
+
+def _parse_when(text: str) -> datetime:
+    try:
+        return datetime.now(UTC) + timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--run-after {text!r} is neither seconds nor an ISO-8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    with _connection(settings, "stats") as conn:
+        by = conn.execute(Q.stats_by_status_kind).fetchall()
+        oldest_row = conn.execute(Q.stats_oldest_queued).fetchone()
+        leases_row = conn.execute(Q.stats_leases).fetchone()
+    oldest = oldest_row[0] if oldest_row else None
+    active, expired = leases_row if leases_row else (0, 0)
+    stats = {
+        "jobs": [{"status": s, "kind": k, "count": n} for s, k, n in by],
+        "oldest_queued_seconds": None if oldest is None else round(oldest, 3),
+        "leases": {"active": active, "expired": expired},
+    }
+    if args.json:
+        print(json.dumps(stats))
+        return EXIT_OK
+    print(f"{'STATUS':<10} {'KIND':<24} {'COUNT':>8}")
+    for s, k, n in by:
+        print(f"{s:<10} {k:<24} {n:>8}")
+    print(f"oldest queued: {'-' if oldest is None else f'{oldest:.1f}s'}")
+    print(f"leases: {active} active, {expired} expired")
+    return EXIT_OK
+
+
+def cmd_retry_failed(settings: Settings, args: argparse.Namespace) -> int:
+    with _connection(settings, "retry-failed") as conn:
+        rows = conn.execute(Q.retry_failed, {"kind": args.kind}).fetchall()
+    print(len(rows))
+    log.info("failed jobs requeued", extra={"event": "jobs.retry_failed", "count": len(rows)})
+    return EXIT_OK
+
+
+def cmd_run(settings: Settings, _: argparse.Namespace) -> int:
+    table = handlers.load(settings.handlers)
+    with _connection(settings, "startup") as conn:
+        present = conn.execute(Q.schema_present).fetchone()
+    if not present or not present[0]:
+        raise ConfigError("the job tables are missing; run `learning-worker migrate` first")
+    metrics = Metrics()
+    worker = Worker(settings, table, metrics)
+    metrics.watch_depth(lambda: _depth(settings))
+    server = None
+    if settings.http_port:
+        server = HealthServer(
+            settings.http_port, metrics.registry, worker.healthy, lambda: _ready(settings, worker)
+        )
+        server.start()
+    try:
+        with _stop_on_signals(worker):
+            worker.run()
+    finally:
+        if server is not None:
+            server.stop()
+    return EXIT_OK
+
+
+def _depth(settings: Settings) -> dict[str, int]:
+    with db.connect(settings, purpose="metrics") as conn:
+        return {s: n for s, n in conn.execute(Q.depth_by_status).fetchall()}
+
+
+def _ready(settings: Settings, worker: Worker) -> tuple[bool, dict[str, object]]:
+    try:
+        with db.connect(settings, purpose="readyz") as conn:
+            conn.execute(Q.ping)
+    except (psycopg.Error, WorkerError) as exc:
+        return False, {"database": False, "error_type": type(exc).__name__}
+    return not worker.stopping.is_set(), {"database": True, "stopping": worker.stopping.is_set()}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(worker: Worker) -> Iterator[None]:
+    """First SIGTERM/SIGINT drains; a second one releases at once."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        worker.request_stop(name, immediate=worker.stopping.is_set())
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

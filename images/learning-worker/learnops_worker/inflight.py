@@ -1,0 +1,84 @@
+"""What this process holds a lease on, from the claim until the fenced write that ends it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .metrics import Metrics
+from .models import Job
+
+
+@dataclass(eq=False)
+class Held:
+    job: Job
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+    """Set once we know another claim owns the row; the outcome is then discarded."""
+    abandoned: bool = False
+    """Released on shutdown: whatever the handler returns later is not written."""
+    finished: bool = False
+    """The handler returned; from now on only the acker's fenced write decides a loss
+    (a heartbeat racing with the complete would otherwise see the row gone and cry wolf)."""
+
+
+@dataclass(frozen=True)
+class Success:
+    result_json: str | None
+
+
+@dataclass(frozen=True)
+class Retry:
+    error_type: str
+    error: str
+    delay_seconds: float | None = None
+    """None: use the backoff schedule; otherwise what the handler asked for."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    error_type: str
+    error: str
+
+
+Outcome = Success | Retry | Failure
+
+
+class Inflight:
+    def __init__(self, metrics: Metrics) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[int, Held] = {}
+        self._metrics = metrics
+
+    def add(self, held: Held) -> None:
+        with self._lock:
+            self._jobs[held.job.id] = held
+            self._metrics.in_flight.set(len(self._jobs))
+
+    def remove(self, job_id: int) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            self._metrics.in_flight.set(len(self._jobs))
+
+    def snapshot(self) -> list[Held]:
+        with self._lock:
+            return [h for h in self._jobs.values() if not h.abandoned]
+
+    def lose(self, held: Held) -> bool:
+        """Mark a lease lost; True only the first time, so each loss is counted once."""
+        with self._lock:
+            if held.lease_lost.is_set():
+                return False
+            held.lease_lost.set()
+            return True
+
+    def abandon_all(self) -> list[Held]:
+        """Shutdown: take every remaining job away from the acker, to be released."""
+        with self._lock:
+            taken = [h for h in self._jobs.values() if not h.abandoned]
+            for h in taken:
+                h.abandoned = True
+            return taken
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
