@@ -1,0 +1,237 @@
+"""Pure functions from a DatabaseBackup to the CronJob and Job objects it owns.
+
+Nothing here talks to the API server, so every field can be checked by unit tests. The pod meets
+the `restricted` Pod Security Standard and carries no secret value: credentials arrive as a
+read-only Secret volume whose path is passed in the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from learnops_operator.spec import API_VERSION, KIND, BackupSpec, Owner
+
+MANAGED_BY = "learnops-operator"
+COMPONENT_BACKUP = "backup"
+TRIGGER_LABEL = "learnops.io/trigger"
+TOKEN_ANNOTATION = "learnops.io/backup-now-token"  # noqa: S105 (a name, not a secret)
+BACKUP_NOW_ANNOTATION = "learnops.io/backup-now"
+
+RUNNER_UID = 65532
+CONTAINER_NAME = "dump"
+SECRET_DIR = "/var/run/secrets/learnops/db"  # noqa: S105 (a path, not a secret)
+STORAGE_ROOT = "/backup"
+TERMINATION_LOG = "/dev/termination-log"
+# The pod's own emptyDir, not a shared host /tmp.
+TMP_DIR = "/tmp"  # noqa: S108
+URL_KEYS = ("SESSION_DATABASE_URL", "BACKUP_DATABASE_URL", "DATABASE_URL")
+# Exit codes that a retry cannot fix: configuration (2), verification (7), version mismatch (8).
+NON_RETRYABLE_EXIT_CODES = (2, 7, 8)
+# Secret files are root-owned; group-read lets the runner (fsGroup) copy them to a 0600 file.
+SECRET_FILE_MODE = 0o440
+TMP_SIZE_LIMIT = "64Mi"
+
+
+def labels(owner_name: str, component: str = COMPONENT_BACKUP) -> dict[str, str]:
+    """The app.kubernetes.io labels from the contract; also the selector for our children."""
+    return {
+        "app.kubernetes.io/name": "learnops",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/instance": owner_name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "learnops",
+    }
+
+
+def cronjob_name(owner_name: str) -> str:
+    return f"{owner_name}-backup"
+
+
+def on_demand_job_name(owner_name: str, token: str) -> str:
+    """Deterministic per token, so a repeat (restart, second replica) hits AlreadyExists."""
+    digest = hashlib.sha256(token.encode()).hexdigest()[:10]
+    return f"{owner_name}-now-{digest}"
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
+    """The dump runner's settings (names from the dump contract); paths only, never secrets."""
+    db = spec.database
+    items: list[tuple[str, str]] = []
+    if db.pgpass_secret is not None:
+        items += [
+            ("PGHOST", str(db.host)),
+            ("PGPORT", str(db.port)),
+            ("PGDATABASE", str(db.dbname)),
+            ("PGUSER", str(db.user)),
+            ("PGPASSFILE", f"{SECRET_DIR}/{db.pgpass_key}"),
+        ]
+    else:
+        items += [(f"{key}_FILE", f"{SECRET_DIR}/{key}") for key in URL_KEYS]
+    items += [
+        ("PGSSLMODE", db.ssl_mode),
+        ("BACKUP_STORAGE_ROOT", STORAGE_ROOT),
+        ("BACKUP_PREFIX", owner.name),
+        ("BACKUP_TIMEOUT_SECONDS", str(spec.runner_timeout_seconds)),
+        ("BACKUP_FORMAT", spec.format),
+        ("BACKUP_COMPRESSION", spec.compression),
+        ("BACKUP_RETENTION", spec.retention),
+        ("BACKUP_VERIFY", spec.verify),
+        ("BACKUP_TERMINATION_LOG", TERMINATION_LOG),
+        ("TMPDIR", TMP_DIR),
+    ]
+    return [{"name": k, "value": v} for k, v in items]
+
+
+def _secret_volume(spec: BackupSpec) -> dict[str, Any]:
+    db = spec.database
+    secret: dict[str, Any] = {"secretName": db.secret_name, "defaultMode": SECRET_FILE_MODE}
+    if db.pgpass_secret is not None:
+        # Only the pgpass key: other keys of a shared Secret stay out of the pod.
+        secret["items"] = [{"key": db.pgpass_key, "path": db.pgpass_key}]
+    return {"name": "db-credentials", "secret": secret}
+
+
+def pod_template(
+    owner: Owner, spec: BackupSpec, default_image: str, trigger: str
+) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": "backup", "mountPath": STORAGE_ROOT}
+    if spec.sub_path:
+        mount["subPath"] = spec.sub_path
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.image or default_image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "args": ["run"],
+        "env": env(owner, spec),
+        "resources": dict(spec.resources),
+        "volumeMounts": [
+            mount,
+            {"name": "db-credentials", "mountPath": SECRET_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_DIR},
+        ],
+        # File, not FallbackToLogsOnError: logs are never copied into the API object.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "backup", "persistentVolumeClaim": {"claimName": spec.claim_name}},
+            _secret_volume(spec),
+            # tmpfs: the runner's private 0600 pgpass copy never touches a disk.
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE_LIMIT}},
+        ],
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod_spec["affinity"] = dict(spec.affinity)
+    metadata: dict[str, Any] = {
+        # Ours last: user labels cannot take over the selector labels.
+        "labels": {**spec.pod_labels, **labels(owner.name), TRIGGER_LABEL: trigger},
+    }
+    if spec.pod_annotations:
+        metadata["annotations"] = dict(spec.pod_annotations)
+    return {"metadata": metadata, "spec": pod_spec}
+
+
+def job_spec(owner: Owner, spec: BackupSpec, default_image: str, trigger: str) -> dict[str, Any]:
+    return {
+        "activeDeadlineSeconds": spec.timeout_seconds,
+        "backoffLimit": spec.backoff_limit,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": list(NON_RETRYABLE_EXIT_CODES),
+                    },
+                },
+                # A drained node is not the dump's fault: do not spend a retry on it.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": pod_template(owner, spec, default_image, trigger),
+    }
+
+
+def cronjob(owner: Owner, spec: BackupSpec, default_image: str) -> dict[str, Any]:
+    """The one CronJob a DatabaseBackup owns."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": cronjob_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": labels(owner.name),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "schedule": spec.schedule,
+            "timeZone": spec.time_zone,
+            "suspend": spec.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": spec.starting_deadline_seconds,
+            "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
+            "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+            "jobTemplate": {
+                "metadata": {"labels": {**labels(owner.name), TRIGGER_LABEL: "scheduled"}},
+                "spec": job_spec(owner, spec, default_image, "scheduled"),
+            },
+        },
+    }
+
+
+def on_demand_job(owner: Owner, spec: BackupSpec, default_image: str, token: str) -> dict[str, Any]:
+    """One Job per backup-now token, built from the same template as the CronJob's."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": on_demand_job_name(owner.name, token),
+            "namespace": owner.namespace,
+            "labels": {**labels(owner.name), TRIGGER_LABEL: "on-demand"},
+            "annotations": {TOKEN_ANNOTATION: token},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": job_spec(owner, spec, default_image, "on-demand"),
+    }

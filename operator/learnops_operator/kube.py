@@ -1,0 +1,199 @@
+"""The few API calls the operator makes, over the official client (blocking; called from threads).
+
+Responses are plain dicts (camelCase, as the API sends them), so the pure modules never see
+client model classes. Server-side apply owns the CronJob's fields: a manual edit of those fields
+is reverted by the next apply, while fields we never set stay untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from learnops_operator.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+FIELD_MANAGER = "learnops-operator"
+APPLY = "application/apply-patch+yaml"
+STATUS_RETRIES = 8
+
+StatusMutation = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth a retry: throttling, server trouble, conflicts, or no answer at all."""
+    if isinstance(exc, ApiException):
+        return exc.status in (409, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, OSError)
+
+
+class Kube:
+    """One shared ApiClient (its connection pool is thread-safe) and typed-enough helpers."""
+
+    def __init__(self, api: client.ApiClient, identity: str) -> None:
+        self.api = api
+        self.identity = identity
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _dict(self, model: Any) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.sanitize_for_serialization(model)
+        return data
+
+    # -- DatabaseBackup ---------------------------------------------------------------------
+    def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
+
+    def update_status(
+        self, namespace: str, name: str, mutate: StatusMutation
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Read-modify-write of .status guarded by resourceVersion; retried on conflict.
+
+        `mutate(status, body)` returns the new status or None for "nothing to change". Returns
+        (old, new) when written, None when unchanged or the resource is gone.
+        """
+        for _ in range(STATUS_RETRIES):
+            body = self.get_backup(namespace, name)
+            if body is None:
+                return None
+            old = dict(body.get("status") or {})
+            new = mutate(old, body)
+            if new is None or new == old:
+                return None
+            body["status"] = new
+            try:
+                self.custom.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, PLURAL, name, body
+                )
+            except ApiException as exc:
+                if exc.status in (404, 409):
+                    continue  # conflict: re-read and re-apply the mutation
+                raise
+            return old, new
+        raise ApiException(status=409, reason=f"status of {namespace}/{name} kept conflicting")
+
+    # -- children ---------------------------------------------------------------------------
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a CronJob; returns the live object."""
+        meta = obj["metadata"]
+        result = self.batch.patch_namespaced_cron_job(
+            meta["name"],
+            meta["namespace"],
+            body=dict(obj),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        return self._dict(result)
+
+    def create_job(self, obj: Mapping[str, Any]) -> bool:
+        """True if created, False if a Job of that name already exists (idempotent by name)."""
+        meta = obj["metadata"]
+        try:
+            self.batch.create_namespaced_job(meta["namespace"], dict(obj))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def pvc_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+        return [self._dict(p) for p in pods.items]
+
+    def backup_pods(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        if namespace is None:
+            pods = self.core.list_pod_for_all_namespaces(label_selector=selector)
+        else:
+            pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self._dict(p) for p in pods.items]
+
+    def pod_events(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        events = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.uid={uid}"
+        )
+        return [self._dict(e) for e in events.items]
+
+    # -- learning worker clamp -------------------------------------------------------------
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self.apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": replicas}}
+        )
+
+    def list_hpas(self, namespace: str) -> list[dict[str, Any]]:
+        hpas = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace)
+        return [self._dict(h) for h in hpas.items]
+
+    def patch_hpa(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
+        self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+            name, namespace, {"spec": dict(spec)}
+        )
+
+    # -- events ------------------------------------------------------------------------------
+    def post_event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `involved` (a body); failures are logged, never raised."""
+        meta = involved.get("metadata", {})
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{meta.get('name')}.",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": "learnops.io/operator",
+            "reportingInstance": self.identity[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta.get("namespace"), event)
+        except (ApiException, OSError) as exc:
+            log.warning(
+                "event not posted",
+                extra={"event": "event_post_failed", "reason": reason, "error": str(exc)[:200]},
+            )
+
+
+def raw(obj: Any) -> dict[str, Any]:
+    """A kopf Body (or any mapping) as a plain, JSON-clean dict."""
+    data: dict[str, Any] = json.loads(json.dumps(obj, default=dict))
+    return data

@@ -1,0 +1,154 @@
+"""A finished run's result, read from the dump runner's termination message (or inferred).
+
+The message is untrusted input: the kubelet truncates it at 4 KiB, the container may have died
+before writing it, and a future runner may add keys. Every path yields a RunResult; the message
+text is masked again (defence in depth) and bounded before it reaches the resource's status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+# Exit codes of learnops-dump (contracts.md) and what they mean.
+REASON_BY_EXIT_CODE = {
+    0: "Ok",
+    1: "InternalError",
+    2: "ConfigError",
+    3: "ConnectionError",
+    4: "DumpError",
+    5: "Timeout",
+    6: "StorageError",
+    7: "VerificationError",
+    8: "VersionMismatch",
+}
+MAX_MESSAGE_CHARS = 1024
+
+_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_KEY_VALUE = re.compile(r"(?i)(?P<key>password|passwd|pwd|secret|token)(?P<sep>\s*[=:]\s*)\S+")
+
+
+def mask(text: str) -> str:
+    """Remove URI userinfo and password=... pairs; the runner masks too, this is the second line."""
+    text = _URI_USERINFO.sub(r"\g<scheme>***@", text)
+    return _KEY_VALUE.sub(r"\g<key>\g<sep>***", text)
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished run (one Job), as recorded in status."""
+
+    job: str
+    succeeded: bool
+    reason: str
+    message: str
+    finished_at: datetime
+    exit_code: int | None = None
+    artifact: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    duration_seconds: float | None = None
+
+
+def from_termination(job: str, terminated: Mapping[str, Any], fallback_time: datetime) -> RunResult:
+    """From a containerStatuses[].state.terminated block: its message, else its exit code."""
+    exit_code = terminated.get("exitCode")
+    finished = parse_time(terminated.get("finishedAt")) or fallback_time
+    summary = _summary(str(terminated.get("message") or ""))
+    if summary is not None:
+        status_ok = summary.get("status") == "ok"
+        code = summary.get("exitCode", exit_code)
+        return RunResult(
+            job=job,
+            # Both must agree: a container that exited non-zero is never a success.
+            succeeded=status_ok and (exit_code in (None, 0)),
+            reason=_str(summary.get("reason")) or REASON_BY_EXIT_CODE.get(code or 0, "Unknown"),
+            message=bounded(mask(_str(summary.get("message")) or "")),
+            finished_at=parse_time(summary.get("finishedAt")) or finished,
+            exit_code=code if isinstance(code, int) else None,
+            artifact=_str(summary.get("artifact")),
+            size_bytes=_int(summary.get("sizeBytes")),
+            sha256=_str(summary.get("sha256")),
+            duration_seconds=_float(summary.get("durationSeconds")),
+        )
+    killed = str(terminated.get("reason") or "")
+    if exit_code == 0:
+        return RunResult(
+            job, False, "NoSummary", "the dump exited 0 without its summary", finished, exit_code=0
+        )
+    reason = (
+        "OOMKilled"
+        if killed == "OOMKilled"
+        else REASON_BY_EXIT_CODE.get(exit_code if isinstance(exit_code, int) else -1, "Failed")
+    )
+    message = f"the dump container terminated with exit code {exit_code}"
+    if killed:
+        message += f" ({killed})"
+    return RunResult(
+        job,
+        False,
+        reason,
+        message + "; no readable summary",
+        finished,
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+    )
+
+
+def from_job_condition(
+    job: str, condition: Mapping[str, Any], fallback_time: datetime
+) -> RunResult:
+    """When no pod is left to read (e.g. killed at the deadline): the Job's own verdict."""
+    finished = parse_time(condition.get("lastTransitionTime")) or fallback_time
+    if condition.get("type") == "Complete":
+        return RunResult(
+            job, False, "NoSummary", "the Job completed but no pod summary was found", finished
+        )
+    reason = str(condition.get("reason") or "Failed")
+    if reason == "DeadlineExceeded":
+        reason = "Timeout"
+    return RunResult(
+        job, False, reason, bounded(mask(str(condition.get("message") or ""))), finished
+    )
+
+
+def _summary(message: str) -> dict[str, Any] | None:
+    message = message.strip()
+    if not message.startswith("{"):
+        return None
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None  # truncated by the kubelet or garbage: fall back to the exit code
+    return data if isinstance(data, dict) and "status" in data else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
