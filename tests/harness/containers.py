@@ -56,6 +56,13 @@ def ensure_dockerd(timeout: float = 60.0) -> None:
         time.sleep(0.5)
 
 
+def extra_ca_build_arg() -> dict[str, str]:
+    """This machine reaches PyPI through a TLS-intercepting proxy; builds must trust its CA."""
+    certs = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    bundle = "".join(c.read_text() for c in certs)
+    return {"EXTRA_CA_CERTS": bundle} if bundle else {}
+
+
 class Engine:
     """Build our Dockerfiles on the local base image and run them like a kubelet would."""
 
@@ -74,7 +81,7 @@ class Engine:
         context: Path,
         build_args: Mapping[str, str] | None = None,
     ) -> str:
-        args = {"BASE": self.base_image, **(build_args or {})}
+        args = {"BASE": self.base_image, **extra_ca_build_arg(), **(build_args or {})}
         argv = ["docker", "build", "--network", "host", "-f", str(dockerfile), "-t", tag]
         for key, value in args.items():
             argv += ["--build-arg", f"{key}={value}"]
