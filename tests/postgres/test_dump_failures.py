@@ -1,0 +1,276 @@
+"""Every failure path: right exit code, failed manifest, no final artifact, old backup intact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from tests.fixtures_dump import (
+    DumpWorld,
+    ProcSampler,
+    canary_password,
+    files_containing,
+    pgpass_line,
+    run_runner,
+    secret_forms,
+    start_runner,
+)
+from tests.harness.net import free_port
+from tests.harness.postgres import Conn, PgCluster
+
+REAL_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class Before:
+    """The storage after one good backup, to prove a failed run leaves it alone."""
+
+    def __init__(self, world: DumpWorld) -> None:
+        result = run_runner(world.env())
+        assert result.returncode == 0, result.stderr
+        self.world = world
+        self.latest = (world.storage / "latest.json").read_bytes()
+        self.files = {p.name: p.read_bytes() for p in world.storage.iterdir() if p.is_file()}
+
+    def assert_failed_run(
+        self, result: subprocess.CompletedProcess[str], code: int, reason: str
+    ) -> dict[str, object]:
+        """Exit code, termination message, one failed manifest, everything else untouched."""
+        storage = self.world.storage
+        assert result.returncode == code, result.stderr
+        term = json.loads(self.world.termlog.read_text())
+        assert (term["status"], term["exitCode"], term["reason"]) == ("failed", code, reason)
+        assert term["artifact"] is None
+        assert term["message"]
+        new = sorted(set(os.listdir(storage)) - set(self.files))
+        assert len(new) == 1, new  # only the failed manifest: no artifact, no temp leftovers
+        assert new[0].endswith(".manifest.json")
+        manifest = json.loads((storage / new[0]).read_text())
+        assert manifest["status"] == "failed"
+        assert manifest["reason"] == reason
+        for name, data in self.files.items():
+            assert (storage / name).read_bytes() == data
+        assert (storage / "latest.json").read_bytes() == self.latest
+        assert not any(s in result.stdout + result.stderr for s in self.world.secrets())
+        assert files_containing(storage, self.world.secrets()) == []
+        assert not any(s in json.dumps(term) for s in self.world.secrets())
+        assert list(self.world.tmp.iterdir()) == []
+        return manifest
+
+
+@pytest.fixture
+def before(dump_world: DumpWorld) -> Before:
+    return Before(dump_world)
+
+
+def _locked(pg_cluster: PgCluster, dbname: str) -> Iterator[None]:
+    """Hold ACCESS EXCLUSIVE on a table so pg_dump blocks (a slow database)."""
+    with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
+        c.execute("BEGIN")
+        c.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")
+        yield
+        c.execute("ROLLBACK")
+
+
+locked = contextlib.contextmanager(_locked)
+
+
+def test_pg_dump_failing_exits_4(before: Before, pg_cluster: PgCluster) -> None:
+    with pg_cluster.connect() as c:
+        c.execute(
+            sql.SQL("REVOKE pg_read_all_data FROM {}").format(
+                sql.Identifier(before.world.conn.user)
+            )
+        )
+    manifest = before.assert_failed_run(run_runner(before.world.env()), 4, "DumpError")
+    assert "permission denied" in str(manifest["message"])
+    stages = manifest["stages"]
+    assert isinstance(stages, list)
+    assert stages[0]["name"] == "pg_dump"
+    assert stages[0]["exitCode"] != 0
+
+
+def test_a_missing_storage_root_exits_6_and_says_so(dump_world: DumpWorld) -> None:
+    missing = dump_world.base / "no-such-dir"
+    result = run_runner(dump_world.env(BACKUP_STORAGE_ROOT=str(missing)))
+    assert result.returncode == 6
+    term = json.loads(dump_world.termlog.read_text())
+    assert term["reason"] == "StorageError"
+    assert "does not exist" in term["message"]
+    assert "does not exist" in result.stderr
+    assert not missing.exists()
+
+
+def test_an_unwritable_storage_exits_6_and_keeps_the_old_backup(before: Before) -> None:
+    storage = before.world.storage
+    subprocess.run(["mount", "--bind", str(storage), str(storage)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(storage)], check=True)
+        result = run_runner(before.world.env())
+    finally:
+        subprocess.run(["umount", str(storage)], check=True)
+    assert result.returncode == 6
+    term = json.loads(before.world.termlog.read_text())
+    assert term["reason"] == "StorageError"
+    assert sorted(os.listdir(storage)) == sorted(before.files)  # nothing could be written
+
+
+def test_a_wrong_password_exits_3_without_leaking_it(before: Before) -> None:
+    wrong = canary_password()
+    conn = before.world.conn
+    before.world.pgpass.write_text(
+        pgpass_line(Conn(conn.host, conn.port, conn.user, wrong, conn.dbname))
+    )
+    with ProcSampler([*secret_forms(wrong), *before.world.secrets()]) as sampler:
+        result = run_runner(before.world.env())
+    manifest = before.assert_failed_run(result, 3, "ConnectionError")
+    assert "password authentication failed" in str(manifest["message"])
+    assert sampler.hits == []
+    assert not any(s in result.stderr for s in secret_forms(wrong))
+
+
+def test_an_unreachable_host_exits_3(before: Before) -> None:
+    result = run_runner(before.world.env(PGPORT=str(free_port())))
+    before.assert_failed_run(result, 3, "ConnectionError")
+
+
+def test_a_missing_database_exits_3(before: Before) -> None:
+    result = run_runner(before.world.env(PGDATABASE="no_such_database"))
+    manifest = before.assert_failed_run(result, 3, "ConnectionError")
+    assert "does not exist" in str(manifest["message"])
+
+
+def test_the_timeout_stops_a_blocked_dump_and_exits_5(
+    before: Before, pg_cluster: PgCluster
+) -> None:
+    with (
+        locked(pg_cluster, before.world.conn.dbname),
+        ProcSampler(before.world.secrets()) as sampler,
+    ):
+        started = time.monotonic()
+        result = run_runner(before.world.env(BACKUP_TIMEOUT_SECONDS="2"))
+        elapsed = time.monotonic() - started
+    manifest = before.assert_failed_run(result, 5, "Timeout")
+    assert "timed out after 2s" in str(manifest["message"])
+    assert elapsed < 2 + 2 + 5  # timeout + kill grace + slack
+    assert sampler.hits == []
+
+
+def test_sigterm_mid_dump_writes_a_failed_manifest_and_exits_5(
+    before: Before, pg_cluster: PgCluster
+) -> None:
+    with locked(pg_cluster, before.world.conn.dbname):
+        proc = start_runner(before.world.env())
+        _wait_for_child(proc.pid, "pg_dump")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - started
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(), err.decode())
+    manifest = before.assert_failed_run(result, 5, "Timeout")
+    assert "SIGTERM" in str(manifest["message"])
+    assert elapsed < 10  # well inside a pod's 30 s grace period
+    assert not _children_of(proc.pid)
+
+
+def test_a_full_disk_exits_6_and_leaves_no_partial_artifact(
+    dump_world: DumpWorld, pg_cluster: PgCluster
+) -> None:
+    storage = dump_world.storage
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(storage)], check=True)
+    try:
+        env = dump_world.env(BACKUP_COMPRESSION="none")
+        before = Before(dump_world)
+        pg_cluster.fill_mb(dump_world.conn.dbname, 15)
+        with pg_cluster.connect() as c:
+            c.execute(
+                sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(dump_world.conn.user))
+            )
+        manifest = before.assert_failed_run(run_runner(env), 6, "StorageError")
+        assert "No space left" in str(manifest["message"])
+    finally:
+        subprocess.run(["umount", str(storage)], check=True)
+
+
+def test_a_server_newer_than_every_client_exits_8_naming_both(
+    before: Before, tmp_path: Path
+) -> None:
+    # Only client 15 exists here, so the older client is faked: a 14/bin whose psql is the real one
+    # (the probe must work) and whose pg_dump would never be run.
+    bindir = tmp_path / "clients" / "14" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "psql").symlink_to(REAL_BIN / "psql")
+    (bindir / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.0'\n")
+    (bindir / "pg_dump").chmod(0o755)
+    env = before.world.env(BACKUP_PG_CLIENT_DIRS=str(tmp_path / "clients" / "*" / "bin"))
+    manifest = before.assert_failed_run(run_runner(env), 8, "VersionMismatch")
+    assert "server major 15" in str(manifest["message"])
+    assert "newest 14" in str(manifest["message"])
+
+
+def test_an_artifact_failing_verification_exits_7_and_never_gets_a_final_name(
+    before: Before, tmp_path: Path
+) -> None:
+    # A real pg_dump and psql; a pg_restore that rejects the archive, as it would a corrupt one.
+    bindir = tmp_path / "clients" / "15" / "bin"
+    bindir.mkdir(parents=True)
+    for tool in ("psql", "pg_dump"):
+        (bindir / tool).symlink_to(REAL_BIN / tool)
+    (bindir / "pg_restore").write_text(
+        "#!/bin/sh\necho 'pg_restore: error: could not read input file: end of file' >&2\nexit 1\n"
+    )
+    (bindir / "pg_restore").chmod(0o755)
+    env = before.world.env(BACKUP_PG_CLIENT_DIRS=str(tmp_path / "clients" / "*" / "bin"))
+    manifest = before.assert_failed_run(run_runner(env), 7, "VerificationError")
+    assert "pg_restore --list exited with 1" in str(manifest["message"])
+
+
+def test_verify_rejects_a_truncated_artifact(before: Before) -> None:
+    world = before.world
+    latest = json.loads(before.latest)
+    artifact = world.storage / latest["artifact"]
+    copy = world.storage / artifact.name.replace("t-", "copy-", 1)
+    copy.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+    result = run_runner(world.env(), "verify", copy.name)
+    assert result.returncode == 7, result.stderr
+    ok = run_runner(world.env(), "verify", artifact.name)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_leftovers_of_a_crashed_run_are_removed(before: Before) -> None:
+    leftover = before.world.storage / ".tmp-t-20200101T000000Z.dump.zst"
+    leftover.write_bytes(b"partial")
+    assert run_runner(before.world.env()).returncode == 0
+    assert not leftover.exists()
+
+
+def _children_of(pid: int) -> list[str]:
+    names = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                names.append(stat.split("(", 1)[1].rsplit(")", 1)[0])
+    return names
+
+
+def _wait_for_child(pid: int, name: str, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if name in _children_of(pid):
+            time.sleep(0.3)  # let it connect and block on the lock
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{name} never started under {pid}")
