@@ -118,8 +118,10 @@ def enqueue(conn: Conn, kind: str, payloads: list[Any], *, priority: int = 0) ->
 
 
 def scalar(conn: Conn, query: str, *params: Any) -> Any:
+    """First column of the first row; None for no row or a statement without rows."""
     with connect(conn) as c:
-        row = c.execute(query.encode(), params).fetchone()
+        cur = c.execute(query.encode(), params)
+        row = cur.fetchone() if cur.description else None
     return None if row is None else row[0]
 
 

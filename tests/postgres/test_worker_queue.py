@@ -74,8 +74,10 @@ def test_enqueue_stats_and_run_process_a_job(
     assert stats["jobs"] == [{"status": "queued", "kind": "record", "count": 1}]
     workers()
     wait_until(
-        lambda: scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job_id)
-        == "succeeded",
+        lambda: (
+            scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job_id)
+            == "succeeded"
+        ),
         20,
         "the job to succeed",
     )
@@ -92,8 +94,10 @@ def test_many_workers_run_each_job_exactly_once(
     for _ in range(4):
         workers(WORKER_CONCURRENCY="2")
     wait_until(
-        lambda: scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
-        == len(ids),
+        lambda: (
+            scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
+            == len(ids)
+        ),
         60,
         "all jobs to succeed",
     )
