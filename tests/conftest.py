@@ -16,6 +16,7 @@ import pytest
 from tests.harness import tiers
 from tests.harness.containers import Engine, EngineUnavailable
 from tests.harness.kube import PROVIDERS, KubeCluster, existing_cluster, start_local
+from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
@@ -129,3 +130,21 @@ def container_engine() -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+# -- Pods that really run -----------------------------------------------------
+@pytest.fixture
+def pod_runner(
+    kube_cluster: KubeCluster, container_engine: Engine, namespace: str
+) -> Iterator[PodRunner | None]:
+    """Makes the pods of `namespace` really run. On a cluster with kubelets that is their job
+    (yields None); on the local control plane a Docker-backed kubelet stand-in runs them."""
+    if kube_cluster.has_kubelet:
+        yield None
+        return
+    runner = PodRunner(kube_cluster.api(), container_engine, [namespace]).start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        assert not runner.errors, runner.errors

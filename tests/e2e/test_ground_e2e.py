@@ -1,0 +1,69 @@
+"""Smoke test: a Job's pod really runs an image built here, and its result reaches the API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.harness.containers import Engine
+from tests.harness.kube import KubeCluster
+from tests.harness.podrunner import PodRunner
+
+SMOKE = Path(__file__).resolve().parent.parent / "container" / "smoke"
+
+JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: hello}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        fsGroup: 2000
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+      - name: main
+        image: learnops-smoke:test
+        imagePullPolicy: Never
+        args: ["id -u > /dev/termination-log; cat /secret/token >> /dev/termination-log"]
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+        resources: {limits: {memory: 64Mi}}
+        volumeMounts: [{name: s, mountPath: /secret, readOnly: true}]
+      volumes: [{name: s, secret: {secretName: tok, defaultMode: 0400}}]
+"""
+
+
+def test_a_job_pod_runs_non_root_and_reports_its_termination_message(
+    kube_cluster: KubeCluster,
+    container_engine: Engine,
+    namespace: str,
+    pod_runner: PodRunner | None,
+) -> None:
+    container_engine.build("learnops-smoke:test", SMOKE / "Dockerfile", SMOKE)
+    kube_cluster.kubectl("create", "secret", "generic", "tok", "-n", namespace,
+                         "--from-literal=token=abc")  # fmt: skip
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=JOB)
+    deadline = time.monotonic() + 90
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = json.loads(
+            kube_cluster.kubectl("get", "job", "hello", "-n", namespace, "-o", "json").stdout
+        )
+        if job.get("status", {}).get("succeeded") or job.get("status", {}).get("failed"):
+            break
+        time.sleep(0.5)
+    assert job["status"].get("succeeded") == 1, job.get("status")
+    pods = json.loads(kube_cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
+    terminated = pods["items"][0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0
+    assert terminated["message"].split() == ["65532", "abc"]
