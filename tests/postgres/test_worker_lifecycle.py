@@ -1,0 +1,154 @@
+"""Start-up, configuration errors, probes, SIGTERM drain and release."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_worker import WorkerProc, enqueue, run_cli, scalar, wait_until
+from tests.harness.net import free_port
+from tests.harness.postgres import Conn
+
+
+def started(db: Conn, job_id: int) -> bool:
+    return bool(scalar(db, "SELECT count(*) FROM worker_test_executions WHERE job_id = %s", job_id))
+
+
+def test_sigterm_lets_a_running_job_finish_then_exits_zero(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    [job] = enqueue(worker_db, "record", [{"sleep": 1}])
+    w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="10")
+    wait_until(lambda: started(worker_db, job), 20, "the job to start")
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0
+    assert scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job) == "succeeded"
+
+
+def test_sigterm_releases_an_unfinished_job_without_spending_an_attempt(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    [job] = enqueue(worker_db, "record", [{"sleep": 60}])
+    w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
+    wait_until(lambda: started(worker_db, job), 20, "the job to start")
+    sent = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0
+    assert time.monotonic() - sent < 5
+    row = scalar(
+        worker_db,
+        "SELECT json_build_object('s', status, 'a', attempts, 't', lease_token) "
+        "FROM learnops_jobs WHERE id = %s",
+        job,
+    )
+    assert row == {"s": "queued", "a": 0, "t": None}
+    released = [e for e in w.events() if e.get("event") == "job.released"]
+    assert [e["job_id"] for e in released] == [job]
+    # the next worker's run is attempt 1 again
+    scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
+    workers()
+    wait_until(
+        lambda: (
+            scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job) == "succeeded"
+        ),
+        20,
+        "the released job to run again",
+    )
+    assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 1
+
+
+@pytest.mark.parametrize(("value", "effective"), [("1", 1), ("4", 4), ("5", 4), ("100", 4)])
+def test_concurrency_above_the_cap_is_clamped_with_a_warning(
+    worker_db: Conn, workers: Callable[..., WorkerProc], value: str, effective: int
+) -> None:
+    w = workers(http=True, WORKER_CONCURRENCY=value)
+    wait_until(lambda: w.get("/healthz")[0] == 200, 10, "healthz")
+    assert w.metric("learnops_worker_concurrency") == effective
+    warnings = [e for e in w.events() if e.get("event") == "config.warning"]
+    if int(value) > 4:
+        assert len(warnings) == 1
+        assert "cap of 4" in warnings[0]["message"]
+        assert f"WORKER_CONCURRENCY={value}" in warnings[0]["message"]
+    else:
+        assert warnings == []
+
+
+def test_concurrency_zero_is_a_configuration_error(worker_db: Conn) -> None:
+    result = run_cli(worker_db, "run", WORKER_CONCURRENCY="0")
+    assert result.returncode == 2
+    assert "WORKER_CONCURRENCY must be at least 1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("feedback", "has no '='"),
+        ("x=nosuch_module_xyz:run", "cannot import module 'nosuch_module_xyz'"),
+        ("x=tests.worker_handlers:missing", "has no 'missing'"),
+        ("x=tests.worker_handlers:not_callable", "is not callable"),
+        ("x=tests.worker_handlers", "target must be module:function"),
+        ("x=tests.worker_handlers:record,x=tests.worker_handlers:flaky", "kind 'x' twice"),
+    ],
+)
+def test_handler_loading_errors_are_clear(worker_db: Conn, spec: str, message: str) -> None:
+    result = run_cli(worker_db, "run", WORKER_HANDLERS=spec)
+    assert result.returncode == 2
+    [line] = [json.loads(x) for x in result.stderr.splitlines()]
+    assert line["event"] == "worker.error"
+    assert message in line["message"]
+
+
+def test_run_without_the_schema_says_to_migrate(pg_db: Conn) -> None:
+    result = run_cli(pg_db, "run")
+    assert result.returncode == 2
+    assert "learning-worker migrate" in result.stderr
+
+
+def test_an_unreachable_database_exits_3_without_leaking_the_password(pg_db: Conn) -> None:
+    wrong = Conn(pg_db.host, free_port(), pg_db.user, pg_db.password, pg_db.dbname)
+    result = run_cli(pg_db, "migrate", DATABASE_URL=wrong.url())
+    assert result.returncode == 3
+    assert pg_db.password not in result.stderr + result.stdout
+
+
+def test_probes_metrics_and_secret_hygiene(
+    worker_db: Conn, workers: Callable[..., WorkerProc], tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "url"
+    secret_file.write_text(worker_db.url() + "\n")
+    enqueue(worker_db, "record", [{"sleep": 0}] * 3)
+    enqueue(worker_db, "flaky", [{"fail_times": 99}])
+    w = workers(
+        http=True,
+        DATABASE_URL="",
+        DATABASE_URL_FILE=str(secret_file),
+        WORKER_MAX_ATTEMPTS="1",
+        WORKER_LOG_LEVEL="DEBUG",
+    )
+    wait_until(lambda: w.metric("learnops_worker_jobs_succeeded_total") == 3, 20, "3 successes")
+    wait_until(lambda: w.metric("learnops_worker_jobs_failed_total") == 1, 20, "1 failure")
+    code, body = w.get("/healthz")
+    assert code == 200
+    assert json.loads(body)["heartbeat"] is True
+    assert w.get("/readyz")[0] == 200
+    _, text = w.get("/metrics")
+    for name in ("claimed", "succeeded", "failed", "retried", "lease_lost", "released"):
+        assert f"# TYPE learnops_worker_jobs_{name}_total counter" in text
+    assert 'learnops_worker_queue_depth{status="succeeded"} 3.0' in text
+    assert 'learnops_worker_queue_depth{status="failed"} 1.0' in text
+    assert "learnops_worker_handler_seconds_bucket" in text
+    assert "learnops_worker_in_flight 0.0" in text
+    assert w.get("/nope")[0] == 404
+    logs = w.logs()
+    assert worker_db.password not in logs
+    assert '"job_id"' in logs
+    assert "fail_times" not in logs  # payloads never reach the log
+    cmdline = Path(f"/proc/{w.pid}/cmdline").read_bytes().decode()
+    environ = Path(f"/proc/{w.pid}/environ").read_bytes().decode()
+    assert worker_db.password not in cmdline
+    assert worker_db.password not in environ  # only the file path is in the environment
