@@ -15,7 +15,13 @@ import pytest
 
 from tests.harness import tiers
 from tests.harness.containers import Engine, EngineUnavailable
-from tests.harness.kube import PROVIDERS, KubeCluster, existing_cluster, start_local
+from tests.harness.kube import (
+    PROVIDERS,
+    KubeCluster,
+    existing_cluster,
+    kubectl_binary,
+    start_local,
+)
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
@@ -99,10 +105,7 @@ def _kind_cluster() -> Iterator[KubeCluster]:
     kc = KindCluster("learnops-test", kind_path=Path(kind))
     kc.create()
     try:
-        kubectl = shutil.which("kubectl")
-        yield KubeCluster(
-            "kind", Path(kc.kubeconfig_path), Path(kubectl or "kubectl"), has_kubelet=True
-        )
+        yield KubeCluster("kind", Path(kc.kubeconfig_path), kubectl_binary(), has_kubelet=True)
     finally:
         kc.delete()
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +138,19 @@ def test_a_service_account_kubeconfig_authenticates_with_a_real_token(
     assert json.loads(who.stdout)["status"]["userInfo"]["username"] == (
         f"system:serviceaccount:{namespace}:bot"
     )
+
+
+def test_the_same_cluster_tests_pass_through_the_existing_provider(
+    kube_cluster: KubeCluster,
+) -> None:
+    """LEARNOPS_CLUSTER=existing + KUBECONFIG runs the suite on any cluster; prove it on ours."""
+    if kube_cluster.provider == "existing":
+        pytest.skip("already running through the existing provider")
+    env = {**os.environ, "LEARNOPS_CLUSTER": "existing", "KUBECONFIG": str(kube_cluster.kubeconfig)}
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "configmap or denied or garbage"],
+        env=env, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    assert "3 passed" in ran.stdout
