@@ -53,7 +53,7 @@ class Before:
         new = sorted(set(os.listdir(storage)) - set(self.files))
         assert len(new) == 1, new  # only the failed manifest: no artifact, no temp leftovers
         assert new[0].endswith(".manifest.json")
-        manifest = json.loads((storage / new[0]).read_text())
+        manifest: dict[str, object] = json.loads((storage / new[0]).read_text())
         assert manifest["status"] == "failed"
         assert manifest["reason"] == reason
         for name, data in self.files.items():

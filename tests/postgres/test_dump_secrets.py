@@ -86,18 +86,19 @@ def test_a_secret_volume_pgpass_works_for_a_non_root_uid(
         "BACKUP_TERMINATION_LOG": str(termlog),
         "TMPDIR": str(tmp),
     }
-    as_pod = {"user": UID, "group": UID, "extra_groups": [FS_GROUP]}
     # libpq itself refuses this file: that is the failure the private copy exists for.
     direct = subprocess.run(
         ["/usr/lib/postgresql/15/bin/psql", "-XAtw", "-c", "SELECT 1"],
-        env=env, capture_output=True, text=True, check=False, **as_pod,
+        env=env, capture_output=True, text=True, check=False,
+        user=UID, group=UID, extra_groups=[FS_GROUP],
     )  # fmt: skip
     assert direct.returncode != 0
     assert "permissions should be u=rw" in direct.stderr
     with ProcSampler(secret_forms(conn.password)) as sampler:
         result = subprocess.run(
             [SYSTEM_PYTHON, "-m", "learnops_dump", "run"],
-            env=env, capture_output=True, text=True, check=False, timeout=120, **as_pod,
+            env=env, capture_output=True, text=True, check=False, timeout=120,
+            user=UID, group=UID, extra_groups=[FS_GROUP],
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     term = json.loads(termlog.read_text())

@@ -48,6 +48,13 @@ def _epilog() -> str:
     width = max(len(env) for env, _, _ in help_table())
     lines = ["settings (environment variables):"]
     lines += [f"  {env:<{width}}  {doc} [default: {default}]" for env, default, doc in help_table()]
+    lines += [
+        "",
+        "connection (first non-empty wins; a plain NAME beats its NAME_FILE, a missing file",
+        "counts as unset; the password only ever goes into a private 0600 pgpass copy):",
+        "  SESSION_DATABASE_URL[_FILE], BACKUP_DATABASE_URL[_FILE], DATABASE_URL[_FILE],",
+        "  else PGHOST/PGPORT/PGDATABASE/PGUSER/PGSSLMODE with PGPASSFILE (PGPASSWORD is refused)",
+    ]
     lines += ["", "exit codes:", "  0  Ok"]
     lines += [f"  {code}  {reason}: {doc}" for code, reason, doc in sorted(EXIT_CODES)]
     return "\n".join(lines)

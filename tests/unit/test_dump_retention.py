@@ -1,0 +1,81 @@
+"""GFS retention over successful backups; the newest good one always survives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from learnops_dump.retention import Entry, keep_set, prune
+from learnops_dump.settings import Retention
+from learnops_dump.storage import Storage
+
+NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+
+
+def _daily(days: int, ok: bool = True) -> list[Entry]:
+    return [
+        Entry(f"b-{d:03d}.manifest.json", f"b-{d:03d}.dump", ok, NOW - timedelta(days=d))
+        for d in range(days)
+    ]
+
+
+def test_last_keeps_the_newest_n() -> None:
+    keep = keep_set(_daily(10), Retention(last=3, daily=0, weekly=0, monthly=0))
+    assert keep == {"b-000.manifest.json", "b-001.manifest.json", "b-002.manifest.json"}
+
+
+def test_gfs_keeps_one_per_day_week_and_month() -> None:
+    keep = keep_set(_daily(120), Retention(last=1, daily=7, weekly=4, monthly=3))
+    days = sorted(int(n[2:5]) for n in keep)
+    assert days[:7] == list(range(7))  # the last 7 days
+    assert len(keep) <= 1 + 7 + 4 + 3
+    months = {(NOW - timedelta(days=d)).strftime("%Y-%m") for d in days}
+    assert {"2026-11", "2026-10", "2026-09"} <= months
+
+
+def test_failed_backups_never_count_and_the_newest_good_one_survives() -> None:
+    entries = [
+        *_daily(5, ok=False),
+        Entry("old.manifest.json", "old.dump", True, NOW - timedelta(days=400)),
+    ]
+    keep = keep_set(entries, Retention(last=0, daily=0, weekly=0, monthly=0))
+    assert keep == {"old.manifest.json"}
+
+
+def _write(storage: Path, stem: str, ok: bool, finished: datetime) -> None:
+    artifact = f"{stem}.dump" if ok else None
+    if artifact:
+        (storage / artifact).write_bytes(b"x")
+    (storage / f"{stem}.manifest.json").write_text(
+        json.dumps(
+            {
+                "status": "ok" if ok else "failed",
+                "artifact": artifact,
+                "finishedAt": finished.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+        )
+    )
+
+
+def test_prune_removes_artifacts_and_manifests_and_old_failures_only(tmp_path: Path) -> None:
+    for d in range(5):
+        _write(tmp_path, f"t-ok{d}", True, NOW - timedelta(days=d))
+    _write(tmp_path, "t-failnew", False, NOW - timedelta(days=1))
+    _write(tmp_path, "t-failold", False, NOW - timedelta(days=30))
+    _write(tmp_path, "other-ok", True, NOW - timedelta(days=90))  # another prefix: untouched
+    (tmp_path / "t-unreadable.manifest.json").write_text("{not json")
+    removed = prune(
+        Storage(tmp_path), "t", Retention(last=2, daily=0, weekly=0, monthly=0), 14, NOW
+    )
+    assert sorted(removed) == sorted(
+        [
+            *(f"t-ok{d}.dump" for d in (2, 3, 4)),
+            *(f"t-ok{d}.manifest.json" for d in (2, 3, 4)),
+            "t-failold.manifest.json",
+        ]
+    )
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert "t-failnew.manifest.json" in left
+    assert "other-ok.dump" in left
+    assert "t-unreadable.manifest.json" in left
