@@ -23,11 +23,11 @@ RSS_BOUND_KIB = 50 * 1024
 
 
 def table_fingerprints(pg_cluster: PgCluster, conn: Conn) -> dict[str, tuple[int, str]]:
-    """(row count, md5 over all rows in primary-key order) for every user table."""
+    """(row count, md5 over all rows in text order) for every user table."""
     out: dict[str, tuple[int, str]] = {}
     with pg_cluster.connect(conn) as c:
         tables = [
-            r[0]
+            str(r[0])
             for r in c.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
             )
@@ -40,7 +40,7 @@ def table_fingerprints(pg_cluster: PgCluster, conn: Conn) -> dict[str, tuple[int
                 ).format(sql.Identifier(table))
             ).fetchone()
             assert row is not None
-            out[table] = (int(row[0]), str(row[1]))
+            out[table] = (int(str(row[0])), str(row[1]))
     return out
 
 
