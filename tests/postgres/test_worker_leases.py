@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from tests.fixtures_worker import WorkerProc, connect, enqueue, scalar, wait_until
-from tests.harness.postgres import Conn
+from tests.harness.postgres import Conn, PgCluster
 
 
 def status(db: Conn, job_id: int) -> str:
@@ -129,3 +129,28 @@ def test_soak_random_kills_lose_nothing_and_complete_nothing_twice(
         )
         == 0
     )
+
+
+def test_a_worker_whose_heartbeat_cannot_reach_the_database_stops_with_exit_4(
+    pg_cluster: PgCluster, worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    role = pg_cluster.create_user("hb_worker", "hb-password-1")
+    with connect(worker_db) as c:
+        c.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO hb_worker")
+    as_role = Conn(worker_db.host, worker_db.port, role.user, role.password, worker_db.dbname)
+    [job] = enqueue(worker_db, "record", [{"sleep": 30}])
+    w = workers(DATABASE_URL=as_role.url())
+    wait_until(lambda: len(executions(worker_db, job)) == 1, 20, "the job to start")
+    with connect(worker_db) as c:  # no new logins, and the heartbeat's session is gone
+        c.execute("ALTER ROLE hb_worker NOLOGIN")
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'learning-worker:heartbeat'"
+        )
+    assert w.wait(15) == 4
+    assert any(e.get("event") == "heartbeat.failed" for e in w.events())
+    # nobody completed it; once its lease expires another worker recovers it
+    assert status(worker_db, job) == "running"
+    scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
+    workers()
+    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "recovery")
