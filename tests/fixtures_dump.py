@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
+from tests.harness.containers import Engine
 from tests.harness.postgres import Conn, PgCluster
 
 DUMP_SRC = Path(__file__).resolve().parent.parent / "images" / "dump"
@@ -183,3 +184,9 @@ def big_db(pg_cluster: PgCluster) -> Iterator[str]:
         yield name
     finally:
         pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def dump_image(container_engine: Engine) -> str:
+    """images/dump built once per session on the local bookworm base."""
+    return container_engine.build("learnops-dump:test", DUMP_SRC / "Dockerfile", DUMP_SRC)
