@@ -235,3 +235,22 @@ def on_demand_job(owner: Owner, spec: BackupSpec, default_image: str, token: str
         },
         "spec": job_spec(owner, spec, default_image, "on-demand"),
     }
+
+
+def matches(desired: Any, actual: Any) -> bool:
+    """True if every field we set has our value in `actual` (the API adds defaults around them).
+
+    Lists must match element-wise and in length, so an added or removed env var counts as drift.
+    Scalars compare as strings too: the API may echo 1 as "1".
+    """
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            matches(value, actual.get(key)) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(matches(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    return bool(desired == actual or str(desired) == str(actual))

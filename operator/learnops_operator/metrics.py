@@ -6,6 +6,7 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, start_http_server
 
+from learnops_operator.errors import ConfigError
 from learnops_operator.results import RunResult
 
 _LABELS = ("namespace", "name")
@@ -38,8 +39,12 @@ CLAMPS = Counter(
 
 
 def serve(port: int) -> None:
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port)
+    except OSError as exc:
+        raise ConfigError(f"metrics port {port} is not available: {exc.strerror}") from None
 
 
 def observe(namespace: str, name: str, result: RunResult, consecutive_failures: int) -> None:

@@ -152,3 +152,34 @@ def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def finished_condition(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's terminal condition (Complete or Failed, status True), if it has finished."""
+    for cond in (job.get("status") or {}).get("conditions") or ():
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def from_job(
+    job: Mapping[str, Any], pods: list[dict[str, Any]], container: str, now: datetime
+) -> RunResult | None:
+    """A finished Job's result: its newest terminated dump container, else its own verdict."""
+    cond = finished_condition(job)
+    if cond is None:
+        return None
+    name = str(job["metadata"]["name"])
+    terminated: list[Mapping[str, Any]] = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            term = (status.get("state") or {}).get("terminated")
+            if status.get("name") == container and term:
+                terminated.append(term)
+    if cond.get("type") == "Complete":
+        # The pod that made the Job complete; earlier attempts may have failed.
+        terminated = [t for t in terminated if t.get("exitCode") == 0] or terminated
+    if not terminated:
+        return from_job_condition(name, cond, now)
+    newest = max(terminated, key=lambda t: str(t.get("finishedAt") or ""))
+    return from_termination(name, newest, parse_time(cond.get("lastTransitionTime")) or now)

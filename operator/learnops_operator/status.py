@@ -20,6 +20,7 @@ from learnops_operator.spec import BackupSpec
 READY = "Ready"
 LAST_BACKUP_SUCCEEDED = "LastBackupSucceeded"
 ON_SCHEDULE = "OnSchedule"
+SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a condition reason)
 
 
 def iso(moment: datetime) -> str:
@@ -174,6 +175,18 @@ def record(
         new = set_condition(
             new, ON_SCHEDULE, "True", "RecentSuccess", f"last success at {when}", generation, now
         )
+        ready = condition(new, READY)
+        if ready is not None and ready.get("reason") == SECRET_NOT_FOUND:
+            # Only a pod can tell that the Secret is back (the operator may not read Secrets).
+            new = set_condition(
+                new,
+                READY,
+                "True",
+                "Reconciled",
+                "the credentials Secret was mounted by a successful run",
+                generation,
+                now,
+            )
     else:
         failure: dict[str, Any] = {
             "time": when,

@@ -1,0 +1,260 @@
+"""DatabaseBackup reconciliation: plain functions over (Context, body), called by thin handlers.
+
+Each function is idempotent and safe to repeat after a restart or on a second replica: the
+CronJob is server-side applied, on-demand Jobs have deterministic names, and run results are
+recorded behind a watermark kept in status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from learnops_operator import builders, metrics, results, status
+from learnops_operator.context import Context
+from learnops_operator.errors import InvalidSpec, MissingReference
+from learnops_operator.spec import BackupSpec, Owner, parse
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _transition(
+    ctx: Context,
+    body: Mapping[str, Any],
+    written: tuple[dict[str, Any], dict[str, Any]] | None,
+    kind: str,
+    event_type: str,
+    reason: str,
+    message: str,
+) -> None:
+    """Post an Event only when condition `kind` actually changed: repeats never storm."""
+    if written is None:
+        return
+    old, new = (status.condition(s, kind) or {} for s in written)
+    if (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
+        ctx.kube.post_event(body, event_type, reason, message)
+
+
+def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
+    """Create or repair the CronJob, then report Ready. Raises InvalidSpec / MissingReference."""
+    owner = Owner.from_body(body)
+    try:
+        spec = parse(body.get("spec") or {})
+    except InvalidSpec as exc:
+        why = str(exc)
+        written = ctx.kube.update_status(
+            owner.namespace,
+            owner.name,
+            lambda st, _b: status.not_ready(st, "InvalidSpec", why, owner.generation, _now()),
+        )
+        _transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
+        raise
+    desired = builders.cronjob(owner, spec, ctx.settings.dump_image)
+    ctx.kube.apply(desired)
+    name = desired["metadata"]["name"]
+    if not ctx.kube.pvc_exists(owner.namespace, spec.claim_name):
+        message = (
+            f"PersistentVolumeClaim {spec.claim_name!r} not found in namespace "
+            f"{owner.namespace!r}; backups cannot run until it exists"
+        )
+        written = ctx.kube.update_status(
+            owner.namespace,
+            owner.name,
+            lambda st, _b: status.not_ready(
+                st, "PersistentVolumeClaimNotFound", message, owner.generation, _now()
+            ),
+        )
+        _transition(
+            ctx, body, written, status.READY, "Warning", "PersistentVolumeClaimNotFound", message
+        )
+        raise MissingReference("PersistentVolumeClaimNotFound", message)
+    written = ctx.kube.update_status(
+        owner.namespace,
+        owner.name,
+        lambda st, _b: status.reconciled(st, spec, name, owner.generation, _now()),
+    )
+    _transition(
+        ctx, body, written, status.READY, "Normal", "Reconciled", f"CronJob {name} is up to date"
+    )
+    log.info(
+        "reconciled",
+        extra={
+            "event": "reconciled",
+            "namespace": owner.namespace,
+            "resource": owner.name,
+            "generation": owner.generation,
+        },
+    )
+
+
+def remember(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """Keep the in-memory mirror of DatabaseBackups current (watch events, incl. the listing)."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if event_type == "DELETED":
+        ctx.backups.pop(key, None)
+        metrics.forget(*key)
+        return
+    ctx.backups[key] = dict(body)
+
+
+def start_on_demand(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """One Job per learnops.io/backup-now token; True if this call created it."""
+    meta = body["metadata"]
+    token = (meta.get("annotations") or {}).get(builders.BACKUP_NOW_ANNOTATION)
+    if not token or token == (body.get("status") or {}).get("lastOnDemandToken"):
+        return False
+    if meta.get("deletionTimestamp"):
+        return False
+    owner = Owner.from_body(body)
+    try:
+        spec = parse(body.get("spec") or {})
+    except InvalidSpec:
+        return False  # Ready=False already says why; nothing sensible to run
+    job = builders.on_demand_job(owner, spec, ctx.settings.dump_image, token)
+    created = ctx.kube.create_job(job)
+    ctx.kube.update_status(
+        owner.namespace,
+        owner.name,
+        lambda st, _b: {**st, "lastOnDemandToken": token},
+    )
+    if created:
+        ctx.kube.post_event(
+            body, "Normal", "BackupStarted", f"on-demand Job {job['metadata']['name']} started"
+        )
+        log.info(
+            "on-demand job created",
+            extra={
+                "event": "on_demand_started",
+                "namespace": owner.namespace,
+                "job": job["metadata"]["name"],
+            },
+        )
+    return created
+
+
+def _desired(backup: Mapping[str, Any]) -> tuple[Owner, BackupSpec] | None:
+    try:
+        return Owner.from_body(backup), parse(backup.get("spec") or {})
+    except InvalidSpec:
+        return None
+
+
+def cronjob_changed(ctx: Context, event_type: str | None, cronjob: Mapping[str, Any]) -> None:
+    """Drift repair: an edited or deleted CronJob is put back; lastScheduleTime is mirrored."""
+    meta = cronjob["metadata"]
+    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    if not owner_name:
+        return
+    key = (meta["namespace"], owner_name)
+    backup = ctx.backups.get(key)
+    if backup is None or backup["metadata"].get("deletionTimestamp"):
+        return
+    wanted = _desired(backup)
+    if wanted is None:
+        return
+    owner, spec = wanted
+    desired = builders.cronjob(owner, spec, ctx.settings.dump_image)
+    if event_type == "DELETED":
+        live = ctx.kube.get_backup(*key)  # the owner may be going away: that is no drift
+        if (
+            live is None
+            or live["metadata"].get("deletionTimestamp")
+            or (live["metadata"].get("uid") != owner.uid)
+        ):
+            return
+        ctx.kube.apply(desired)
+        ctx.kube.post_event(
+            backup,
+            "Warning",
+            "CronJobRecreated",
+            f"CronJob {meta['name']} was deleted and has been recreated",
+        )
+        log.warning(
+            "cronjob recreated",
+            extra={"event": "drift_recreated", "namespace": key[0], "resource": meta["name"]},
+        )
+        return
+    if not builders.matches(desired["spec"], cronjob.get("spec")) or not builders.matches(
+        desired["metadata"]["labels"], meta.get("labels")
+    ):
+        applied = ctx.kube.apply(desired)
+        # An apply that changes nothing keeps the resourceVersion: then it was no real drift
+        # (e.g. the API normalised a quantity we wrote differently).
+        if applied["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+            ctx.kube.post_event(
+                backup,
+                "Warning",
+                "DriftReverted",
+                f"CronJob {meta['name']} was modified; restored the desired spec",
+            )
+            log.warning(
+                "cronjob drift reverted",
+                extra={"event": "drift_reverted", "namespace": key[0], "resource": meta["name"]},
+            )
+    scheduled = (cronjob.get("status") or {}).get("lastScheduleTime")
+    if scheduled and scheduled != (backup.get("status") or {}).get("lastScheduleTime"):
+        ctx.kube.update_status(*key, lambda st, _b: {**st, "lastScheduleTime": scheduled})
+
+
+def job_changed(ctx: Context, job: Mapping[str, Any]) -> None:
+    """A finished Job's result goes into the owner's status, once, with one Event."""
+    meta = job["metadata"]
+    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    cond = results.finished_condition(job)
+    if not owner_name or cond is None:
+        return
+    key = (meta["namespace"], owner_name)
+    known = (ctx.backups.get(key) or {}).get("status") or {}
+    if known.get("lastReportedJob") == meta["name"]:
+        return  # the cheap exit for every re-delivered event of an already recorded Job
+    pods = ctx.kube.job_pods(meta["namespace"], meta["name"])
+    result = results.from_job(job, pods, builders.CONTAINER_NAME, _now())
+    if result is None:
+        return
+    written = ctx.kube.update_status(
+        *key,
+        lambda st, b: (
+            status.record(st, result, int(b["metadata"].get("generation") or 0), _now())
+            if status.should_record(st, result)
+            else None
+        ),
+    )
+    if written is None:
+        return
+    backup = ctx.backups.get(key) or ctx.kube.get_backup(*key)
+    if backup is None:
+        return
+    if result.succeeded:
+        size = f", {status.human_size(result.size_bytes)}" if result.size_bytes is not None else ""
+        ctx.kube.post_event(
+            backup,
+            "Normal",
+            "BackupSucceeded",
+            f"{result.job} wrote {result.artifact or 'its artifact'}{size}",
+        )
+    else:
+        ctx.kube.post_event(
+            backup,
+            "Warning",
+            "BackupFailed",
+            f"{result.job} failed ({result.reason}): {result.message}",
+        )
+    metrics.observe(*key, result, int(written[1].get("consecutiveFailures") or 0))
+    log.info(
+        "run recorded",
+        extra={
+            "event": "run_recorded",
+            "namespace": key[0],
+            "resource": key[1],
+            "job": result.job,
+            "succeeded": result.succeeded,
+            "reason": result.reason,
+        },
+    )

@@ -1,0 +1,178 @@
+"""`learnops-operator`: settings, JSON logs, leader election, then kopf plus the periodic sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import kopf
+from aiohttp import web
+from kubernetes import client, config
+
+from learnops_operator import handlers, metrics, sweep
+from learnops_operator.context import Context
+from learnops_operator.election import LeaseElector
+from learnops_operator.errors import ConfigError, LeadershipLost, OperatorError
+from learnops_operator.kube import Kube
+from learnops_operator.settings import Settings, from_args
+
+log = logging.getLogger("learnops_operator")
+assert handlers  # imported for its kopf registrations
+
+
+class _EventKey(logging.Filter):
+    """Every line carries a stable `event` key, also kopf's own lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "event"):
+            record.event = "kopf" if record.name.startswith("kopf") else "log"
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    kopf.configure(
+        verbose=settings.verbose,
+        debug=settings.verbose,
+        log_format=kopf.LogFormat.JSON if settings.log_json else kopf.LogFormat.PLAIN,
+        log_refkey="object",
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_EventKey())
+    # kopf's per-object INFO lines ("Handler succeeded") would dwarf ours at 500 objects.
+    if not settings.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+
+
+def api_client(settings: Settings) -> client.ApiClient:
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)
+    # One connection per handler thread plus the sweep, instead of urllib3's small default.
+    cfg.connection_pool_maxsize = settings.worker_threads + 4
+    return client.ApiClient(cfg)
+
+
+async def _sweep_loop(ctx: Context, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ctx.settings.sweep_interval_seconds)
+        if not stop.is_set():
+            await asyncio.to_thread(sweep.sweep, ctx)
+
+
+async def _lead(ctx: Context, stop: asyncio.Event) -> None:
+    s = ctx.settings
+    sweeper = asyncio.create_task(_sweep_loop(ctx, stop))
+    try:
+        await kopf.operator(
+            clusterwide=s.namespace is None,
+            namespaces=[s.namespace] if s.namespace else (),
+            standalone=True,  # the Lease decides who runs; no kopf peering objects needed
+            liveness_endpoint=f"http://0.0.0.0:{s.liveness_port}/healthz"
+            if s.liveness_port
+            else None,
+            stop_flag=stop,
+            memo=ctx,
+        )
+    finally:
+        stop.set()
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+
+async def _standby_liveness(port: int) -> web.AppRunner | None:
+    """While following, the process is alive and healthy; kopf's endpoint takes over later."""
+    if not port:
+        return None
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"role": "follower"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 (probed by the kubelet)
+    return runner
+
+
+async def _keep_lease(elector: LeaseElector, stop: asyncio.Event, lost: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    renewed = loop.time()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), elector.retry)
+        if stop.is_set():
+            return
+        if await asyncio.to_thread(elector.step):
+            renewed = loop.time()
+        elif loop.time() - renewed > elector.renew_deadline:
+            log.error("leadership lost", extra={"event": "lease_lost"})
+            lost.set()
+            stop.set()
+            return
+
+
+async def run(ctx: Context) -> None:
+    s = ctx.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if not s.leader_election:
+        await _lead(ctx, stop)
+        return
+    elector = LeaseElector(
+        ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
+    )
+    standby = await _standby_liveness(s.liveness_port)
+    log.info("waiting for the lease", extra={"event": "lease_waiting", "identity": s.identity})
+    try:
+        while not stop.is_set() and not await asyncio.to_thread(elector.step):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), elector.retry)
+    finally:
+        if standby is not None:
+            await standby.cleanup()
+    if stop.is_set():
+        return
+    log.info("leading", extra={"event": "lease_acquired", "identity": s.identity})
+    lost = asyncio.Event()
+    keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
+    try:
+        await _lead(ctx, stop)
+    finally:
+        stop.set()
+        await keeper
+        if not lost.is_set():
+            await asyncio.to_thread(elector.release)
+    if lost.is_set():
+        raise LeadershipLost()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = from_args(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as exc:
+        print(f"learnops-operator: {exc}", file=sys.stderr)
+        return exc.exit_code
+    configure_logging(settings)
+    try:
+        ctx = Context(settings, Kube(api_client(settings), settings.identity))
+        metrics.serve(settings.metrics_port)
+        asyncio.run(run(ctx))
+    except OperatorError as exc:
+        log.error(str(exc), extra={"event": "exit", "exit_code": exc.exit_code})
+        return exc.exit_code
+    except config.ConfigException as exc:
+        log.error(f"no cluster credentials: {exc}", extra={"event": "exit", "exit_code": 2})
+        return ConfigError.exit_code
+    return 0

@@ -1,0 +1,124 @@
+"""Leader election over a coordination.k8s.io/v1 Lease, so that two replicas never both act.
+
+kopf's own peering pauses lower-priority peers but lets equal priorities run side by side, and a
+Deployment's replicas all get the same priority; so we elect with a Lease (as client-go does):
+the follower waits, the leader renews every `retry` seconds and stops itself if it cannot renew
+within `renew_deadline` (< lease duration), so no two replicas ever act at the same time.
+Expiry is judged by how long *we* have seen the record unchanged, never by comparing clocks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+
+def _micro_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseElector:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, identity: str, duration: float
+    ) -> None:
+        self.coord = client.CoordinationV1Api(api)
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.duration = duration
+        self.retry = max(0.5, duration / 5)
+        self.renew_deadline = duration * 2 / 3
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = time.monotonic()
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            resp = self.coord.read_namespaced_lease(
+                self.name, self.namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = json.loads(resp.data)
+        return data
+
+    def step(self) -> bool:
+        """Acquire or renew once; True if we hold the Lease afterwards."""
+        try:
+            return self._step()
+        except (ApiException, OSError) as exc:
+            log.warning(
+                "lease step failed", extra={"event": "lease_error", "error": str(exc)[:200]}
+            )
+            return False
+
+    def _step(self) -> bool:
+        lease = self._read()
+        now = _micro_now()
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {
+                    "holderIdentity": self.identity,
+                    "acquireTime": now,
+                    "renewTime": now,
+                    "leaseDurationSeconds": max(1, round(self.duration)),
+                    "leaseTransitions": 0,
+                },
+            }
+            return self._write(body, create=True)
+        spec = lease.setdefault("spec", {})
+        holder = spec.get("holderIdentity")
+        if holder != self.identity:
+            record = (holder, spec.get("renewTime"), lease["metadata"].get("resourceVersion"))
+            if record != self._observed:
+                self._observed, self._observed_at = record, time.monotonic()
+            duration = float(spec.get("leaseDurationSeconds") or self.duration)
+            if holder and time.monotonic() - self._observed_at < duration:
+                return False
+            spec["acquireTime"] = now
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+            log.info("taking over the lease", extra={"event": "lease_takeover", "previous": holder})
+        spec.update(
+            holderIdentity=self.identity,
+            renewTime=now,
+            leaseDurationSeconds=max(1, round(self.duration)),
+        )
+        return self._write(lease, create=False)
+
+    def _write(self, body: dict[str, Any], create: bool) -> bool:
+        try:
+            if create:
+                self.coord.create_namespaced_lease(self.namespace, body)
+            else:
+                self.coord.replace_namespaced_lease(self.name, self.namespace, body)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                return False  # someone else wrote first (resourceVersion conflict)
+            raise
+        return True
+
+    def release(self) -> None:
+        """Hand over at once on a clean shutdown instead of making the follower wait it out."""
+        try:
+            lease = self._read()
+            if lease is None or lease.get("spec", {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
+            self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
+            log.info("lease released", extra={"event": "lease_released"})
+        except (ApiException, OSError) as exc:
+            log.warning(
+                "lease release failed", extra={"event": "lease_error", "error": str(exc)[:200]}
+            )

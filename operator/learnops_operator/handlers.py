@@ -1,0 +1,94 @@
+"""kopf handlers: thin adapters from watch events to the plain functions in backups/clamp.
+
+Only change-detection handlers (create/update/resume) reconcile the spec, because they bring
+kopf's retries with backoff. Everything else is an event handler: no finalizers, no annotations
+on objects we do not own, and level-based (safe to repeat).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from learnops_operator import backups, clamp, metrics
+from learnops_operator.builders import COMPONENT_BACKUP, MANAGED_BY
+from learnops_operator.context import Context
+from learnops_operator.errors import InvalidSpec, MissingReference
+from learnops_operator.kube import is_transient
+from learnops_operator.spec import GROUP, PLURAL, VERSION
+
+OURS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": COMPONENT_BACKUP}
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def backoff(retry: int) -> float:
+    """5 s, 10 s, 20 s ... capped at 5 minutes."""
+    return float(min(MAX_BACKOFF_SECONDS, 5.0 * 2 ** min(retry, 10)))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Context, **_: Any) -> None:
+    """Map our settings onto kopf's."""
+    # Keep kopf's bookkeeping in annotations: status belongs to us and is schema-checked.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="kopf.learnops.io"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.learnops.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "learnops.io/kopf-finalizer"  # never added: no delete handler
+    # Events are posted deliberately (one per transition or run), never from log lines.
+    settings.posting.enabled = False
+    settings.execution.max_workers = memo.settings.worker_threads
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def _guard(name: str, retry: int, exc: Exception) -> None:
+    metrics.RECONCILE_ERRORS.labels(name).inc()
+    if isinstance(exc, InvalidSpec):
+        raise kopf.PermanentError(str(exc)) from exc
+    if isinstance(exc, MissingReference):
+        raise kopf.TemporaryError(str(exc), delay=backoff(retry)) from exc
+    if is_transient(exc):
+        raise kopf.TemporaryError(f"transient API error: {exc}", delay=backoff(retry)) from exc
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
+    try:
+        backups.reconcile(memo, body)
+    except Exception as exc:
+        _guard("reconcile", retry, exc)
+        raise
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    backups.remember(memo, event.get("type"), body)
+    if event.get("type") != "DELETED":
+        backups.start_on_demand(memo, body)
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
+def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    backups.cronjob_changed(memo, event.get("type"), body)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        backups.job_changed(memo, body)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=clamp.WORKER_LABELS)
+def worker_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    clamp.deployment_changed(memo, event.get("type"), body)
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+def hpa_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    clamp.hpa_changed(memo, event.get("type"), body)

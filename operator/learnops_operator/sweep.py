@@ -1,0 +1,145 @@
+"""The periodic sweep: what no watch event announces.
+
+- a backup that has not succeeded within two schedule intervals (OnSchedule=False + Event);
+- a stale nextScheduleTime;
+- a backup pod stuck Pending because its Secret is missing (kubelet FailedMount events): the
+  operator may not read Secrets, so the pod's own events are the evidence;
+- an on-demand token whose Job creation failed earlier.
+
+Runs in a thread; cheap when nothing changed (decisions use the in-memory mirror first).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from learnops_operator import backups, builders, status
+from learnops_operator.context import Context
+from learnops_operator.errors import InvalidSpec
+from learnops_operator.results import parse_time
+from learnops_operator.spec import Owner, parse
+
+log = logging.getLogger(__name__)
+POD_SELECTOR = (
+    f"app.kubernetes.io/component={builders.COMPONENT_BACKUP},"
+    f"app.kubernetes.io/managed-by={builders.MANAGED_BY}"
+)
+
+
+def _schedule(body: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
+    """The new status for OnSchedule/nextScheduleTime, or None if nothing changes."""
+    try:
+        spec = parse(body.get("spec") or {})
+    except InvalidSpec:
+        return None
+    current = dict(body.get("status") or {})
+    if not current.get("cronJobName"):
+        return None  # not reconciled yet
+    owner = Owner.from_body(body)
+    created = parse_time(body["metadata"].get("creationTimestamp")) or now
+    new = status.schedule_check(current, spec, created, owner.generation, now)
+    nxt = parse_time(new.get("nextScheduleTime"))
+    if not spec.suspend and (nxt is None or nxt <= now):
+        new["nextScheduleTime"] = status.iso(status.next_run(spec, now))
+    return None if new == current else new
+
+
+def check_schedules(ctx: Context, now: datetime) -> None:
+    for key, body in list(ctx.backups.items()):
+        if _schedule(body, now) is None:
+            continue
+        written = ctx.kube.update_status(*key, lambda _st, b: _schedule(b, now))
+        if written is None:
+            continue
+        new = status.condition(written[1], status.ON_SCHEDULE) or {}
+        if new.get("status") == "False":
+            backups._transition(
+                ctx,
+                body,
+                written,
+                status.ON_SCHEDULE,
+                "Warning",
+                "MissedRuns",
+                str(new.get("message")),
+            )
+
+
+def _missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
+    """The kubelet's verdict that the credentials Secret (or its key) is missing, if any."""
+    meta = pod["metadata"]
+    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CreateContainerConfigError" and "secret" in str(
+            waiting.get("message", "")
+        ):
+            return f"pod {meta['name']} cannot start: its Secret is missing"
+    for event in ctx.kube.pod_events(meta["namespace"], meta["uid"]):
+        text = str(event.get("message") or "")
+        if (
+            event.get("reason") == "FailedMount"
+            and "secret" in text.lower()
+            and ("not found" in text or "couldn't find key" in text)
+        ):
+            return f"pod {meta['name']} cannot mount the credentials Secret (or its key)"
+    return None
+
+
+def check_pending_pods(ctx: Context, now: datetime) -> None:
+    grace = timedelta(seconds=ctx.settings.pending_grace_seconds)
+    for pod in ctx.kube.backup_pods(ctx.settings.namespace, POD_SELECTOR):
+        meta = pod["metadata"]
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            continue
+        created = parse_time(meta.get("creationTimestamp")) or now
+        if now - created < grace:
+            continue
+        why = _missing_secret(ctx, pod)
+        owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+        key = (meta["namespace"], str(owner_name))
+        body = ctx.backups.get(key)
+        if why is None or body is None:
+            continue
+        _report_missing_secret(ctx, key, body, why, now)
+
+
+def _report_missing_secret(
+    ctx: Context, key: tuple[str, str], body: Mapping[str, Any], why: str, now: datetime
+) -> None:
+    database = (body.get("spec") or {}).get("database") or {}
+    ref = database.get("pgpassSecretRef") or database.get("urlSecretRef") or {}
+    message = f"Secret {ref.get('name')!r} not found or incomplete: {why}"
+    gen = int(body["metadata"].get("generation") or 0)
+    written = ctx.kube.update_status(
+        *key, lambda st, _b: status.not_ready(st, status.SECRET_NOT_FOUND, message, gen, now)
+    )
+    backups._transition(
+        ctx, body, written, status.READY, "Warning", status.SECRET_NOT_FOUND, message
+    )
+
+
+def retry_on_demand(ctx: Context) -> None:
+    for body in list(ctx.backups.values()):
+        backups.start_on_demand(ctx, body)
+
+
+def sweep(ctx: Context) -> None:
+    """One pass; each part is independent, so one failing part does not starve the others."""
+    now = datetime.now(UTC)
+    for part in (check_schedules, check_pending_pods):
+        try:
+            part(ctx, now)
+        except Exception as exc:
+            log.warning(
+                "sweep part failed",
+                extra={"event": "sweep_failed", "part": part.__name__, "error": str(exc)[:300]},
+            )
+    try:
+        retry_on_demand(ctx)
+    except Exception as exc:
+        log.warning(
+            "sweep part failed",
+            extra={"event": "sweep_failed", "part": "retry_on_demand", "error": str(exc)[:300]},
+        )
