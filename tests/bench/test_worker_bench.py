@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from tests.fixtures_worker import ROOT, connect, run_cli, scalar, wait_until, worker_env
@@ -34,7 +33,8 @@ def fill(conn: Conn, n: int) -> None:
     with connect(conn) as c:
         c.execute("TRUNCATE learnops_jobs")
         c.execute(
-            "INSERT INTO learnops_jobs (kind, payload) SELECT 'noop', '{}' FROM generate_series(1, %s)",
+            "INSERT INTO learnops_jobs (kind, payload) "
+            "SELECT 'noop', '{}' FROM generate_series(1, %s)",
             (n,),
         )
         c.execute("VACUUM ANALYZE learnops_jobs")
@@ -151,7 +151,8 @@ def test_worker_throughput_and_latency_against_the_bare_sql_floor(bench_db: Conn
         peak = max(m[1] for m in mem) / 1024
         figures.append(
             f"worker {processes} process(es) x concurrency {concurrency}: "
-            f"{JOBS / secs:8.0f} jobs/s (launch to empty, {secs:.1f}s; peak RSS {peak:.0f} MiB/process)"
+            f"{JOBS / secs:8.0f} jobs/s (launch to empty, {secs:.1f}s; "
+            f"peak RSS {peak:.0f} MiB/process)"
         )
     lat = latency(bench_db)
     p50 = statistics.median(lat) * 1000

@@ -28,7 +28,8 @@ CATALOG = {
                   ORDER BY 1""",
     "constraints": """SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint
                       WHERE conrelid::regclass::text LIKE 'learnops%%'
-                        AND conrelid::regclass::text <> 'learnops_schema_migrations' ORDER BY 1, 2""",
+                        AND conrelid::regclass::text <> 'learnops_schema_migrations'
+                      ORDER BY 1, 2""",
     "triggers": """SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger
                    WHERE NOT tgisinternal ORDER BY 1""",
     "functions": """SELECT proname, pg_get_functiondef(oid) FROM pg_proc
@@ -51,7 +52,8 @@ def test_migrations_and_schema_sql_give_the_same_schema(pg_cluster: PgCluster, p
     finally:
         pg_cluster.drop_database(reference.dbname)
     assert migrated == from_schema
-    assert len(migrated["columns"]) > 10 and migrated["triggers"]
+    assert len(migrated["columns"]) > 10
+    assert migrated["triggers"]
 
 
 def test_migrate_is_idempotent(pg_db: Conn) -> None:

@@ -74,6 +74,7 @@ def chat_completion(
                 answer: dict[str, Any] = json.load(resp)
                 return answer
         except urllib.error.HTTPError as exc:
+            exc.close()  # the error carries the open response; do not leak its socket
             last = f"HTTP {exc.code}"
             if exc.code not in _RETRYABLE and exc.code < 500:
                 raise PermanentFailure(f"provider rejected the request ({last})") from None
