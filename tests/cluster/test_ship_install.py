@@ -1,0 +1,206 @@
+"""manifests/ and the chart install into a real API server, with Pod Security admission on.
+
+The local control plane has no kubelet and no scheduler: pods are created (and so admitted by
+the restricted Pod Security Standard) but never run. That is what these tests rely on: a
+Deployment whose ReplicaSet has created its pods passed admission.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.fixtures_ship import CHART, KUBE_VERSION, MANIFESTS, helm
+from tests.harness.kube import KubeCluster
+
+CRD = "databasebackups.learnops.io"
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def get_json(kube: KubeCluster, *args: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(kube.kubectl("get", *args, "-o", "json").stdout)
+    return out
+
+
+def pods_admitted(kube: KubeCluster, namespace: str, component: str, count: int) -> bool:
+    pods = get_json(kube, "pods", "-n", namespace, "-l", f"app.kubernetes.io/component={component}")
+    return len(pods["items"]) >= count
+
+
+def replica_failures(kube: KubeCluster, namespace: str) -> list[str]:
+    """FailedCreate events: the ReplicaSet controller's pods were rejected (e.g. by PSA)."""
+    events = get_json(kube, "events", "-n", namespace)
+    return [e["message"] for e in events["items"] if e.get("reason") == "FailedCreate"]
+
+
+@pytest.fixture
+def restricted_namespace(kube_cluster: KubeCluster, namespace: str) -> str:
+    kube_cluster.kubectl(
+        "label", "namespace", namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    return namespace
+
+
+@pytest.fixture
+def release(kube_cluster: KubeCluster, restricted_namespace: str) -> Iterator[str]:
+    name = f"lo{secrets.token_hex(3)}"
+    yield name
+    helm(
+        "uninstall", name, "-n", restricted_namespace, "--wait=false",
+        kubeconfig=kube_cluster.kubeconfig, check=False,
+    )  # fmt: skip
+
+
+def test_kubectl_apply_k_accepts_every_object_and_admits_the_pods(
+    kube_cluster: KubeCluster,
+) -> None:
+    out = kube_cluster.kubectl("apply", "-k", str(MANIFESTS)).stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) >= 10
+    assert all(line.endswith(("created", "configured", "unchanged")) for line in lines), out
+    kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    # The samples need the CRD and the namespaces, hence the second apply.
+    samples = kube_cluster.kubectl("apply", "-k", str(MANIFESTS / "samples")).stdout
+    assert "databasebackup.learnops.io/learnops-nightly" in samples
+
+    wait_for(lambda: pods_admitted(kube_cluster, "learnops-system", "operator", 1), "operator pod")
+    wait_for(lambda: pods_admitted(kube_cluster, "learnops", "learning-worker", 2), "worker pods")
+    assert replica_failures(kube_cluster, "learnops-system") == []
+    assert replica_failures(kube_cluster, "learnops") == []
+    backup = get_json(kube_cluster, "databasebackup", "learnops-nightly", "-n", "learnops")
+    # Defaults from the CRD schema were applied by the API server.
+    assert backup["spec"]["verify"] == "list"
+    assert backup["spec"]["startingDeadlineSeconds"] == 300
+
+
+def test_the_manifests_operator_account_cannot_read_secrets(kube_cluster: KubeCluster) -> None:
+    kube_cluster.kubectl("apply", "-k", str(MANIFESTS))
+    who = "system:serviceaccount:learnops-system:learnops-operator"
+    for verb in ("get", "list", "watch"):
+        answer = kube_cluster.kubectl(
+            "auth", "can-i", verb, "secrets", "-A", as_user=who, check=False
+        )
+        assert answer.stdout.strip() == "no", verb
+    allowed = kube_cluster.kubectl("auth", "can-i", "create", "cronjobs", "-n", "learnops",
+                                   as_user=who, check=False)  # fmt: skip
+    assert allowed.stdout.strip() == "yes"
+
+
+def adopt_existing_crd(kube: KubeCluster, release: str, namespace: str) -> None:
+    """A CRD made by `kubectl apply` (or another release) is handed to this release, the way
+    the runbook describes moving from manifests/ to Helm."""
+    exists = kube.kubectl("get", "crd", CRD, check=False)
+    if exists.returncode != 0:
+        return
+    kube.kubectl(
+        "annotate", "crd", CRD, "--overwrite",
+        f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
+    )  # fmt: skip
+    kube.kubectl("label", "crd", CRD, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+
+
+def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
+    kube_cluster: KubeCluster, restricted_namespace: str, release: str
+) -> None:
+    ns = restricted_namespace
+    adopt_existing_crd(kube_cluster, release, ns)
+    install = helm(
+        "install", release, str(CHART), "-n", ns,
+        "-f", str(CHART / "ci" / "backups-from-values-values.yaml"),
+        kubeconfig=kube_cluster.kubeconfig,
+    )  # fmt: skip
+    assert "STATUS: deployed" in install.stdout
+    assert "kubectl -n" in install.stdout  # NOTES.txt: the example and how to watch it
+    kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "operator", 1), "operator pod")
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 2), "worker pods")
+    assert replica_failures(kube_cluster, ns) == []
+    backups = get_json(kube_cluster, "databasebackups", "-n", ns)
+    assert sorted(b["metadata"]["name"] for b in backups["items"]) == [
+        "learnops-hourly",
+        "learnops-nightly",
+    ]
+
+    helm(
+        "upgrade", release, str(CHART), "-n", ns, "--reuse-values",
+        "--set", "worker.replicas=3", "--set", "worker.concurrency=4",
+        kubeconfig=kube_cluster.kubeconfig,
+    )  # fmt: skip
+    worker = get_json(kube_cluster, "deployment", f"{release}-learnops-worker", "-n", ns)
+    assert worker["spec"]["replicas"] == 3
+    config = get_json(kube_cluster, "configmap", f"{release}-learnops-worker", "-n", ns)
+    assert config["data"]["WORKER_CONCURRENCY"] == "4"
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 3), "3 worker pods")
+
+    refused = helm(
+        "upgrade", release, str(CHART), "-n", ns, "--reuse-values", "--set", "worker.replicas=5",
+        kubeconfig=kube_cluster.kubeconfig, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "want 4" in refused.stderr
+
+    helm("uninstall", release, "-n", ns, kubeconfig=kube_cluster.kubeconfig)
+    crd = get_json(kube_cluster, "crd", CRD)
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    gone = kube_cluster.kubectl("get", "deployment", "-n", ns, "-o", "name").stdout
+    assert gone.strip() == ""
+
+
+def render_test_pod(namespace: str, *extra: str) -> str:
+    return helm(
+        "template", "lo", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION,
+        "--show-only", "templates/tests/db-reachable.yaml", *extra,
+    ).stdout  # fmt: skip
+
+
+def create_worker_account(kube: KubeCluster, namespace: str) -> None:
+    """ServiceAccount admission refuses pods whose account does not exist yet."""
+    account = helm(
+        "template", "lo", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION,
+        "--show-only", "templates/worker/serviceaccount.yaml",
+    ).stdout  # fmt: skip
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=account)
+
+
+def test_the_helm_test_pod_passes_pod_security_admission(
+    kube_cluster: KubeCluster, restricted_namespace: str
+) -> None:
+    create_worker_account(kube_cluster, restricted_namespace)
+    out = kube_cluster.kubectl(
+        "apply", "--dry-run=server", "-n", restricted_namespace, "-f", "-",
+        input=render_test_pod(restricted_namespace), check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "created (server dry run)" in out.stdout
+
+
+def test_a_hardening_regression_would_be_refused_by_admission(
+    kube_cluster: KubeCluster, restricted_namespace: str
+) -> None:
+    """The namespace really enforces: the same pod without the hardened context is refused."""
+    create_worker_account(kube_cluster, restricted_namespace)
+    rendered = render_test_pod(
+        restricted_namespace, "--set", "containerSecurityContext.allowPrivilegeEscalation=true"
+    )
+    out = kube_cluster.kubectl(
+        "apply", "--dry-run=server", "-n", restricted_namespace, "-f", "-",
+        input=rendered, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "violates PodSecurity" in out.stderr
