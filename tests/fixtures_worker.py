@@ -284,3 +284,13 @@ def fake_provider() -> Iterator[FakeProvider]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- the image -------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def worker_image(container_engine: Any) -> str:
+    """images/learning-worker built once per session (context: the repository root)."""
+    tag: str = container_engine.build(
+        "learnops-learning-worker:test", ROOT / "images/learning-worker/Dockerfile", ROOT
+    )
+    return tag

@@ -24,7 +24,7 @@ LATENCY_SAMPLES = 100
 
 
 @pytest.fixture
-def bench_db(pg_db: Conn) -> Conn:
+def worker_bench_db(pg_db: Conn) -> Conn:
     assert run_cli(pg_db, "migrate").returncode == 0
     return pg_db
 
@@ -139,22 +139,22 @@ def latency(conn: Conn) -> list[float]:
     return sorted(float(r[0]) for r in rows)
 
 
-def test_worker_throughput_and_latency_against_the_bare_sql_floor(bench_db: Conn) -> None:
+def test_worker_throughput_and_latency_against_the_bare_sql_floor(worker_bench_db: Conn) -> None:
     figures: list[str] = []
     for threads, per_claim in ((4, 1), (4, 10)):
-        secs = bare_loop(bench_db, threads, per_claim)
+        secs = bare_loop(worker_bench_db, threads, per_claim)
         figures.append(
             f"bare SQL loop {threads} threads x {per_claim}/claim: {JOBS / secs:8.0f} jobs/s"
         )
     for processes, concurrency in ((1, 1), (1, 4), (4, 1)):
-        secs, mem = run_workers(bench_db, processes, concurrency)
+        secs, mem = run_workers(worker_bench_db, processes, concurrency)
         peak = max(m[1] for m in mem) / 1024
         figures.append(
             f"worker {processes} process(es) x concurrency {concurrency}: "
             f"{JOBS / secs:8.0f} jobs/s (launch to empty, {secs:.1f}s; "
             f"peak RSS {peak:.0f} MiB/process)"
         )
-    lat = latency(bench_db)
+    lat = latency(worker_bench_db)
     p50 = statistics.median(lat) * 1000
     p99 = lat[int(len(lat) * 0.99) - 1] * 1000
     figures.append(
