@@ -25,8 +25,9 @@ def input_hash(inputs: JsonValue) -> str:
 
 
 class PgResultCache:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, lock_wait_seconds: float) -> None:
         self._pool = pool
+        self._lock_wait_ms = str(int(lock_wait_seconds * 1000))
 
     def get_or_compute(
         self,
@@ -46,7 +47,9 @@ class PgResultCache:
         lock = {"key": "|".join(str(v) for v in key.values())}
         try:
             with self._pool.connection() as conn:
+                conn.execute(Q.cache_lock_timeout, {"timeout_ms": self._lock_wait_ms})
                 conn.execute(Q.cache_lock, lock)
+                conn.execute(Q.cache_lock_timeout_reset)
                 try:
                     row = conn.execute(Q.cache_get, key).fetchone()
                     if row is not None:

@@ -10,10 +10,7 @@ import logging
 import threading
 import time
 
-import psycopg
-
 from . import db
-from .errors import DatabaseUnavailable
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +43,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 self._listen()
-            except (psycopg.Error, DatabaseUnavailable) as exc:
+            except Exception as exc:  # whatever broke LISTEN, polling carries on; try again
                 self.healthy = False
                 log.warning(
                     "listener lost its connection; polling only until it is back",

@@ -39,6 +39,8 @@ class Queries:
     stats_oldest_queued: str
     stats_leases: str
     depth_by_status: str
+    cache_lock_timeout: str
+    cache_lock_timeout_reset: str
     cache_lock: str
     cache_unlock: str
     cache_get: str

@@ -147,6 +147,13 @@ FROM learnops_jobs WHERE status = 'running';
 -- name: depth_by_status --
 SELECT status, count(*) FROM learnops_jobs GROUP BY status;
 
+-- name: cache_lock_timeout --
+-- The lock wait may last a whole provider call, longer than the default statement timeout.
+SELECT set_config('statement_timeout', %(timeout_ms)s, false);
+
+-- name: cache_lock_timeout_reset --
+RESET statement_timeout;
+
 -- name: cache_lock --
 -- Serialises identical inputs across workers, so a duplicate waits for the first answer.
 SELECT pg_advisory_lock(hashtextextended(%(key)s, 0));

@@ -42,6 +42,8 @@ SLOT_RACE_PAUSE_SECONDS = 0.02
 """Upper bound of the random pause after two workers raced for the same global slot."""
 LOOP_STALL_SECONDS = 60.0
 """/healthz fails if the claim loop has not turned for this long."""
+LOCK_WAIT_MARGIN_SECONDS = 30.0
+"""Extra wait for a duplicate input's cache lock beyond the provider's own time budget."""
 
 
 class Worker:
@@ -60,7 +62,9 @@ class Worker:
         self._free = settings.concurrency
         self._running = 0
         self._pool = db.Pool(settings, settings.concurrency, "handler")
-        self._cache = PgResultCache(self._pool)
+        # A duplicate waits at most as long as the first caller can spend at the provider.
+        provider_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1)
+        self._cache = PgResultCache(self._pool, provider_budget + LOCK_WAIT_MARGIN_SECONDS)
         self.acker = Acker(settings, self.inflight, metrics)
         self.heartbeat = Heartbeat(settings, self.inflight, metrics, self._on_fatal)
         self.listener = Listener(settings, self._wake)
