@@ -1,1 +1,321 @@
-"""Fixtures for the operator tests."""
+"""Fixtures for the operator tests: the installed CRD + RBAC, and real operator processes.
+
+The operator always runs as its own ServiceAccount (a bound token from the TokenRequest API), so
+every API call it makes is checked against manifests/operator/rbac.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.kube import KubeCluster
+from tests.harness.net import free_port, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
+RBAC = ROOT / "manifests/operator/rbac.yaml"
+OPERATOR_NAMESPACE = "learnops-system"
+OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:learnops-operator"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
+    """Poll until predicate() is truthy; return its value or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def backup(name: str, **spec: Any) -> dict[str, Any]:
+    """A DatabaseBackup manifest with a pgpass Secret and the `backups` PVC; overrides merge."""
+    body: dict[str, Any] = {
+        "schedule": "30 2 * * *",
+        "database": {
+            "host": "db.example",
+            "dbname": "app",
+            "user": "backup",
+            "pgpassSecretRef": {"name": "pg-backup"},
+        },
+        "storage": {"persistentVolumeClaim": {"claimName": "backups"}},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "learnops.io/v1alpha1",
+        "kind": "DatabaseBackup",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def dump_summary(ok: bool = True, **overrides: Any) -> dict[str, Any]:
+    """The dump runner's termination-message JSON (contracts.md)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data: dict[str, Any] = {
+        "status": "ok" if ok else "failed",
+        "exitCode": 0 if ok else 3,
+        "reason": "Ok" if ok else "ConnectionError",
+        "message": "" if ok else "could not connect to server",
+        "artifact": "nightly-20261130T020000Z.dump" if ok else None,
+        "sizeBytes": 5 * 1024 * 1024 if ok else None,
+        "sha256": "9f86d081884c7d659a2feaa0c55ad015" if ok else None,
+        "startedAt": now,
+        "finishedAt": now,
+        "durationSeconds": 2.5,
+        "database": "app",
+        "host": "db.example",
+        "serverVersion": "15.8",
+        "clientVersion": "15.8",
+        "format": "custom",
+        "compression": "zstd",
+        "runnerVersion": "0.1.0",
+    }
+    data.update(overrides)
+    return data
+
+
+class Namespace:
+    """kubectl in one test namespace, plus the kubelet stand-in."""
+
+    def __init__(self, cluster: KubeCluster, name: str) -> None:
+        self.cluster = cluster
+        self.name = name
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return self.cluster.kubectl(*args, "-n", self.name, input=input, check=check).stdout
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        proc = self.cluster.kubectl("get", kind, name, "-n", self.name, "-o", "json", check=False)
+        if proc.returncode != 0:
+            return None
+        data: dict[str, Any] = json.loads(proc.stdout)
+        return data
+
+    def items(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
+        data: list[dict[str, Any]] = json.loads(self.kubectl(*args))["items"]
+        return data
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        body = self.get("databasebackup", name) or {}
+        for cond in (body.get("status") or {}).get("conditions") or []:
+            if cond["type"] == kind:
+                return dict(cond)
+        return {}
+
+    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        events = self.items("events")
+        return [e for e in events if reason is None or e.get("reason") == reason]
+
+    def add_pvc(self, name: str = "backups") -> None:
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            }
+        )
+
+    def add_pgpass_secret(self, password: str, name: str = "pg-backup") -> None:
+        self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            name,
+            f"--from-literal=pgpass=db.example:5432:app:backup:{password}",
+        )
+
+    def job_pod(self, job: str, timeout: float = 20) -> dict[str, Any]:
+        """The Job controller creates the pod even without a kubelet; it stays Pending."""
+        pods: list[dict[str, Any]] = wait_for(
+            lambda: [
+                p
+                for p in self.items("pods", f"job-name={job}")
+                if p["status"].get("phase") == "Pending"
+            ],
+            timeout,
+            f"a pending pod of job {job}",
+        )
+        return pods[0]
+
+    def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
+        """Stand in for the kubelet: write the terminated state through pods/status."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        terminated = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "message": message,
+            "startedAt": now,
+            "finishedAt": now,
+        }
+        patch = {
+            "status": {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "dump",
+                        "image": "learnops/dump",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
+        }
+        self.kubectl(
+            "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+        )
+
+    def run_job(self, job: str, exit_code: int, summary: dict[str, Any]) -> None:
+        pod = self.job_pod(job)
+        self.finish_pod(pod["metadata"]["name"], exit_code, json.dumps(summary))
+
+
+class OperatorProcess:
+    """One `python -m learnops_operator` subprocess with its own ports and log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.liveness_port = free_port()
+        self.metrics_port = free_port()
+        argv = [
+            *argv,
+            f"--liveness-port={self.liveness_port}",
+            f"--metrics-port={self.metrics_port}",
+        ]
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_live(self, timeout: float = 30) -> None:
+        wait_port(self.liveness_port, timeout)
+
+    def healthz(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            data: dict[str, Any] = json.loads(resp.read() or b"{}")
+            return data
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            text: str = resp.read().decode()
+            return text
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+class Operators:
+    """Starts operator processes as the operator's ServiceAccount; stops them all afterwards."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.started: list[OperatorProcess] = []
+
+    def start(
+        self,
+        *args: str,
+        namespace: str | None = None,
+        leader_election: bool = False,
+        identity: str | None = None,
+        wait: bool = True,
+    ) -> OperatorProcess:
+        argv = [
+            sys.executable,
+            "-m",
+            "learnops_operator",
+            "--sweep-interval=1",
+            "--pending-grace=0",
+            "--lease-duration=4",
+            *args,
+        ]
+        if namespace:
+            argv.append(f"--namespace={namespace}")
+        if not leader_election:
+            argv.append("--no-leader-election")
+        ident = identity or f"op-{len(self.started)}"
+        argv.append(f"--identity={ident}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNOPS_")}
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        process = OperatorProcess(argv, env, self.workdir / f"{ident}.log")
+        self.started.append(process)
+        if wait:
+            process.wait_live()
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.stop()
+            # shown by pytest only when the test failed
+            tail = process.logs().splitlines()[-40:]
+            print(f"--- {process.log.name} (last {len(tail)} lines)", *tail, sep="\n")
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
+    """CRD and RBAC installed from manifests/; a kubeconfig holding the operator SA's token."""
+    kube_cluster.kubectl("apply", "-f", str(CRD))
+    kube_cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    kube_cluster.kubectl("apply", "-f", str(RBAC))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=30s", "crd/databasebackups.learnops.io"
+    )
+    return kube_cluster.kubeconfig_for(OPERATOR_SA)
+
+
+@pytest.fixture
+def operators(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Operators]:
+    ops = Operators(operator_kubeconfig, tmp_path)
+    try:
+        yield ops
+    finally:
+        ops.stop_all()
+
+
+@pytest.fixture
+def backup_ns(kube_cluster: KubeCluster, namespace: str, operator_kubeconfig: Path) -> Namespace:
+    """A fresh namespace with the `backups` PVC (the pgpass Secret is up to each test)."""
+    ns = Namespace(kube_cluster, namespace)
+    ns.add_pvc()
+    return ns
+
+
+@pytest.fixture
+def operator(operators: Operators, backup_ns: Namespace) -> OperatorProcess:
+    """One operator replica watching only the test namespace."""
+    return operators.start(namespace=backup_ns.name)
