@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ CHART = ROOT / "charts" / "learnops"
 MANIFESTS = ROOT / "manifests"
 CRD_SOURCE = MANIFESTS / "crds" / "learnops.io_databasebackups.yaml"
 CRD_CHART_COPY = CHART / "files" / "crds" / "learnops.io_databasebackups.yaml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
 CACHE_BIN = Path(os.environ.get("HOME", "/root")) / ".cache" / "learnops" / "bin"
 # The pinned cluster version; helm's built-in default is older than the chart's objects.
 KUBE_VERSION = "1.36.3"
@@ -213,3 +215,18 @@ def crd_validator() -> Any:
     walk(schema)
     schema["properties"]["metadata"] = {"type": "object"}
     return jsonschema.Draft7Validator(schema)
+
+
+FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
+
+
+def blocks(language: str) -> list[str]:
+    out = []
+    for indent, lang, body in FENCE.findall(RUNBOOK.read_text()):
+        if lang == language:
+            out.append("\n".join(line.removeprefix(indent) for line in body.splitlines()))
+    return out
+
+
+def yaml_objects() -> list[dict[str, Any]]:
+    return [doc for block in blocks("yaml") for doc in yaml.safe_load_all(block) if doc]
