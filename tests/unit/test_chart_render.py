@@ -86,6 +86,10 @@ def test_monitoring_objects_are_off_by_default_and_well_formed_when_on() -> None
         )
         port_names = {p["name"] for p in service["spec"]["ports"]}
         assert monitor["spec"]["endpoints"][0]["port"] in port_names
+        # The operator's backup metrics keep their own namespace/name labels.
+        assert monitor["spec"]["endpoints"][0].get("honorLabels", False) is (
+            component == "operator"
+        )
 
 
 @pytest.mark.parametrize("value", ["worker.replicas", "worker.concurrency"])
