@@ -108,3 +108,22 @@ def test_many_workers_run_each_job_exactly_once(
     assert scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == 600
     pids = scalar(worker_db, "SELECT count(DISTINCT pid) FROM worker_test_executions")
     assert pids >= 2  # the work was really shared
+
+
+def test_higher_priority_runs_first_and_bad_payloads_are_rejected(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    low = int(run_cli(worker_db, "enqueue", "--kind", "record").stdout)
+    high = int(run_cli(worker_db, "enqueue", "--kind", "record", "--priority", "5").stdout)
+    bad = run_cli(worker_db, "enqueue", "--kind", "record", "--payload", "{nope")
+    assert bad.returncode == 2
+    assert "--payload is not valid JSON" in bad.stderr
+    text = run_cli(worker_db, "stats").stdout
+    assert "queued" in text
+    assert "oldest queued:" in text
+    workers()
+    wait_until(
+        lambda: scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == 2, 20, "both"
+    )
+    order = scalar(worker_db, "SELECT array_agg(job_id ORDER BY at) FROM worker_test_executions")
+    assert order == [high, low]

@@ -25,9 +25,17 @@ from .worker import Worker
 
 log = logging.getLogger("learnops_worker")
 
+EXIT_CODES = """exit codes:
+  0  ok (also after a SIGTERM drain)
+  1  internal error
+  2  configuration error (settings, WORKER_HANDLERS, missing schema, bad --payload)
+  3  database unreachable or statement failed
+  4  heartbeat lost for a whole lease; the worker stopped itself"""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logs.setup("INFO")  # so that a configuration error is a JSON line too
     try:
         settings = from_env()
         logs.setup(settings.log_level)
@@ -37,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
         return int(args.func(settings, args))
     except WorkerError as exc:
-        logs.setup("INFO") if not logging.getLogger().handlers else None
         log.error(str(exc), extra={"event": "worker.error", "error_type": type(exc).__name__})
         return exc.exit_code
     except Exception as exc:  # a bug: say so in one JSON line, never a secret-bearing repr
@@ -50,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="learning-worker", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="learning-worker",
+        description="Leased PostgreSQL jobs (settings: environment, see docs/worker.md).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply the schema (idempotent)").set_defaults(func=cmd_migrate)
     sub.add_parser("run", help="run the worker until SIGTERM").set_defaults(func=cmd_run)
