@@ -134,6 +134,8 @@ class Acker:
                 continue
             self._write_error(conn, held, outcome)
             done.add(held.job.id)
+        if self._settings.global_max_inflight and done:
+            conn.execute(Q.notify)
         for held, _ in batch:
             if not held.abandoned:
                 self._inflight.remove(held.job.id)

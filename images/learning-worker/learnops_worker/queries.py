@@ -33,6 +33,7 @@ class Queries:
     retry: str
     fail: str
     release: str
+    notify: str
     enqueue: str
     retry_failed: str
     stats_by_status_kind: str

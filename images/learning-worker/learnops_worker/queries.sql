@@ -118,6 +118,10 @@ WITH released AS (
 )
 SELECT id, pg_notify('learnops_jobs', '') FROM released;
 
+-- name: notify --
+-- With a global cap, a finished job frees a slot that idle workers should not wait a poll for.
+SELECT pg_notify('learnops_jobs', '');
+
 -- name: enqueue --
 INSERT INTO learnops_jobs (kind, payload, priority, run_after)
 VALUES (%(kind)s, %(payload)s::jsonb, %(priority)s, coalesce(%(run_after)s::timestamptz, now()))
