@@ -190,3 +190,15 @@ def big_db(pg_cluster: PgCluster) -> Iterator[str]:
 def dump_image(container_engine: Engine) -> str:
     """images/dump built once per session on the local bookworm base."""
     return container_engine.build("learnops-dump:test", DUMP_SRC / "Dockerfile", DUMP_SRC)
+
+
+@pytest.fixture(scope="session")
+def bench_db(pg_cluster: PgCluster) -> Iterator[str]:
+    """About 1 GB of pgbench tables (scale 70) for the benchmark."""
+    name = "learnops_bench"
+    pg_cluster.create_database(name)
+    pg_cluster.pgbench_init(name, 70)
+    try:
+        yield name
+    finally:
+        pg_cluster.drop_database(name)

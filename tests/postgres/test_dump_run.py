@@ -60,3 +60,19 @@ def test_a_url_source_works_and_only_its_name_is_logged(dump_world: DumpWorld) -
     assert result.returncode == 0, result.stderr
     assert '"source":"DATABASE_URL"' in result.stderr
     assert not any(s in result.stderr for s in dump_world.secrets())
+
+
+def test_retention_prunes_only_after_a_success_and_keeps_the_newest(dump_world: DumpWorld) -> None:
+    env = dump_world.env(BACKUP_RETENTION="last=1,daily=0,weekly=0,monthly=0")
+    assert run_runner(env).returncode == 0
+    first = json.loads((dump_world.storage / "latest.json").read_text())["artifact"]
+    failed = run_runner({**env, "PGDATABASE": "no_such_database"})
+    assert failed.returncode == 3
+    assert (dump_world.storage / first).exists()  # a failure prunes nothing
+    assert run_runner(env).returncode == 0
+    second = json.loads((dump_world.storage / "latest.json").read_text())["artifact"]
+    assert second != first
+    assert not (dump_world.storage / first).exists()
+    assert (dump_world.storage / second).exists()
+    statuses = sorted(m["status"] for m in _manifests(dump_world))  # type: ignore[misc]
+    assert statuses == ["failed", "ok"]  # the young failure stays, the old success went

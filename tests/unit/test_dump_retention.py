@@ -58,24 +58,31 @@ def _write(storage: Path, stem: str, ok: bool, finished: datetime) -> None:
     )
 
 
+def _stem(prefix: str, finished: datetime) -> str:
+    return f"{prefix}-{finished:%Y%m%dT%H%M%SZ}"
+
+
 def test_prune_removes_artifacts_and_manifests_and_old_failures_only(tmp_path: Path) -> None:
-    for d in range(5):
-        _write(tmp_path, f"t-ok{d}", True, NOW - timedelta(days=d))
-    _write(tmp_path, "t-failnew", False, NOW - timedelta(days=1))
-    _write(tmp_path, "t-failold", False, NOW - timedelta(days=30))
-    _write(tmp_path, "other-ok", True, NOW - timedelta(days=90))  # another prefix: untouched
-    (tmp_path / "t-unreadable.manifest.json").write_text("{not json")
+    ok = [_stem("t", NOW - timedelta(days=d)) for d in range(5)]
+    for d, stem in enumerate(ok):
+        _write(tmp_path, stem, True, NOW - timedelta(days=d))
+    fail_new = _stem("t", NOW - timedelta(days=1, hours=1))
+    fail_old = _stem("t", NOW - timedelta(days=30))
+    _write(tmp_path, fail_new, False, NOW - timedelta(days=1, hours=1))
+    _write(tmp_path, fail_old, False, NOW - timedelta(days=30))
+    other = _stem("t-eu", NOW - timedelta(days=90))  # another prefix sharing the directory
+    _write(tmp_path, other, True, NOW - timedelta(days=90))
+    unreadable = _stem("t", NOW - timedelta(days=60)) + ".manifest.json"
+    (tmp_path / unreadable).write_text("{not json")
     removed = prune(
         Storage(tmp_path), "t", Retention(last=2, daily=0, weekly=0, monthly=0), 14, NOW
     )
     assert sorted(removed) == sorted(
         [
-            *(f"t-ok{d}.dump" for d in (2, 3, 4)),
-            *(f"t-ok{d}.manifest.json" for d in (2, 3, 4)),
-            "t-failold.manifest.json",
+            *(f"{stem}.dump" for stem in ok[2:]),
+            *(f"{stem}.manifest.json" for stem in ok[2:]),
+            f"{fail_old}.manifest.json",
         ]
     )
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert "t-failnew.manifest.json" in left
-    assert "other-ok.dump" in left
-    assert "t-unreadable.manifest.json" in left
+    left = {p.name for p in tmp_path.iterdir()}
+    assert {f"{fail_new}.manifest.json", f"{other}.dump", unreadable} <= left

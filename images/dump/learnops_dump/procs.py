@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # Directories a child may find its tools in; nothing else of our PATH is inherited.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 STDERR_TAIL_BYTES = 8192
+CLEANUP_SECONDS = 10
 
 
 class Supervisor:
@@ -95,6 +96,22 @@ class Supervisor:
                     proc.send_signal(sig)
 
     # -- spawning --------------------------------------------------------
+    def run_cleanup(self, argv: Sequence[str], env: Mapping[str, str], stdin: bytes) -> int:
+        """Run a short cleanup command even after a stop (e.g. drop the scratch database)."""
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.communicate(stdin, timeout=CLEANUP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return proc.returncode
+
     def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], **kwargs: Any
     ) -> subprocess.Popen[bytes]:

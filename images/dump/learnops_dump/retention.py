@@ -7,6 +7,7 @@ survives, whatever the rules say; failed manifests go by age alone.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,7 +53,11 @@ def expired_failures(entries: list[Entry], now: datetime, max_age_days: int) -> 
 def load_entries(storage: Storage, prefix: str) -> list[Entry]:
     """Manifests of this prefix; unreadable ones are left alone (never pruned)."""
     entries = []
-    for path in storage.root.glob(f"{prefix}-*{MANIFEST_SUFFIX}"):
+    # Exactly our names: prefix "nightly" must never touch "nightly-eu-...".
+    ours = re.compile(rf"{re.escape(prefix)}-\d{{8}}T\d{{6}}Z(-\d+)?{re.escape(MANIFEST_SUFFIX)}")
+    for path in storage.root.iterdir():
+        if not ours.fullmatch(path.name):
+            continue
         data = storage.read_json(path.name)
         if data is None or data.get("status") not in {"ok", "failed"}:
             continue

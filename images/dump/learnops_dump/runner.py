@@ -59,7 +59,7 @@ def run(settings: Settings) -> int:
         report.finished = datetime.now(UTC)
         if storage is not None and stem is not None:
             _record(settings, storage, stem, report)
-    _terminate(settings.termination_log, report)
+        _terminate(settings.termination_log, report)
     return report.exit_code
 
 

@@ -94,7 +94,9 @@ def verify_restore(sup: Supervisor, client: Client, artifact: Artifact, env: dic
         expected = row_counts(sup, client, env)
         actual = row_counts(sup, client, scratch_env)
     finally:
-        psql_script(sup, client, env, query("drop_scratch_database"), variables=variables)
+        # also after a timeout or SIGTERM: a scratch database must not outlive the run
+        argv = [client.tool("psql"), "-X", "-q", "-w", "-v", f"scratch={scratch}", "-f", "-"]
+        sup.run_cleanup(argv, env, query("drop_scratch_database").encode())
     if expected != actual:
         diff = sorted(
             f"{t}: source {expected.get(t)} restored {actual.get(t)}"
