@@ -12,7 +12,6 @@ is still running without spending its attempt.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import random
@@ -24,10 +23,11 @@ import psycopg
 from . import db
 from .acker import Acker
 from .cache import PgResultCache
-from .errors import DatabaseUnavailable, PermanentFailure, RetryLater, WorkerError
+from .errors import DatabaseUnavailable, WorkerError
+from .execute import run_handler
 from .handlers import Handler, JobContext
 from .heartbeat import Heartbeat
-from .inflight import Failure, Held, Inflight, Outcome, Retry, Success
+from .inflight import Held, Inflight
 from .listener import Listener
 from .metrics import Metrics
 from .models import Job
@@ -200,7 +200,8 @@ class Worker:
                 continue
             with self._slots:
                 self._running += 1
-            outcome = self._execute(held)
+            ctx = JobContext(held.job, self.settings, self._cache, held.lease_lost, self.stopping)
+            outcome = run_handler(self.handlers[held.job.kind], ctx, self.metrics.latency)
             held.finished = True
             if not held.abandoned:
                 self.acker.put(held, outcome)
@@ -212,22 +213,6 @@ class Worker:
             if started:
                 self._running -= 1
             self._slots.notify_all()
-
-    def _execute(self, held: Held) -> Outcome:
-        job = held.job
-        ctx = JobContext(job, self.settings, self._cache, held.lease_lost, self.stopping)
-        started = time.perf_counter()
-        try:
-            result = self.handlers[job.kind](ctx)
-            return Success(None if result is None else json.dumps(result))
-        except RetryLater as exc:
-            return Retry(type(exc).__name__, str(exc), exc.delay_seconds)
-        except PermanentFailure as exc:
-            return Failure(type(exc).__name__, str(exc))
-        except Exception as exc:  # any bug in a handler: retry with backoff
-            return Retry(type(exc).__name__, str(exc))
-        finally:
-            self.metrics.latency.labels(job.kind).observe(time.perf_counter() - started)
 
     # -- shutdown ---------------------------------------------------------------
     def _shutdown(self) -> None:
