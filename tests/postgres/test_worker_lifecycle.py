@@ -152,3 +152,27 @@ def test_probes_metrics_and_secret_hygiene(
     environ = Path(f"/proc/{w.pid}/environ").read_bytes().decode()
     assert worker_db.password not in cmdline
     assert worker_db.password not in environ  # only the file path is in the environment
+
+
+def test_a_worker_survives_all_its_connections_being_cut(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    total = 300
+    enqueue(worker_db, "record", [{"sleep": 0.01}] * total)
+    w = workers(http=True, WORKER_CONCURRENCY="2")
+    for _ in range(3):
+        time.sleep(0.4)
+        scalar(
+            worker_db,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'learning-worker:%%'",
+        )
+    wait_until(
+        lambda: scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == total,
+        60,
+        "every job despite the cuts",
+    )
+    assert w.alive()
+    assert any(e.get("event") == "listener.down" for e in w.events())  # the cuts happened
+    assert scalar(worker_db, "SELECT count(DISTINCT job_id) FROM worker_test_completions") == total
+    assert w.get("/healthz")[0] == 200
