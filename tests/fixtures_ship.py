@@ -65,20 +65,20 @@ def values_args(scenario: str) -> list[str]:
     return [] if scenario == "default" else ["-f", str(CHART / "ci" / scenario)]
 
 
+# Rendering as against a cluster that already serves the CRD (any install after the first).
+CRD_API = ("--api-versions", "learnops.io/v1alpha1/DatabaseBackup")
+
+
 @functools.cache
-def render(scenario: str = "default", extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], ...]:
+def render(
+    scenario: str = "default", extra: tuple[str, ...] = (), *, crd_served: bool = True
+) -> tuple[dict[str, Any], ...]:
     """`helm template` of one scenario, as parsed objects (test hooks included)."""
+    served = CRD_API if crd_served else ()
     out = helm(
-        "template",
-        "lo",
-        str(CHART),
-        "--namespace",
-        "learnops",
-        "--kube-version",
-        KUBE_VERSION,
-        *values_args(scenario),
-        *extra,
-    )
+        "template", "lo", str(CHART), "--namespace", "learnops", "--kube-version", KUBE_VERSION,
+        *values_args(scenario), *extra, *served,
+    )  # fmt: skip
     return tuple(load_all(out.stdout))
 
 

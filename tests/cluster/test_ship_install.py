@@ -8,13 +8,17 @@ Deployment whose ReplicaSet has created its pods passed admission.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures_operator import OperatorProcess
 from tests.fixtures_ship import CHART, KUBE_VERSION, MANIFESTS, helm
 from tests.harness.kube import KubeCluster
 
@@ -118,7 +122,8 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     kube_cluster: KubeCluster, restricted_namespace: str, release: str
 ) -> None:
     ns = restricted_namespace
-    adopt_existing_crd(kube_cluster, release, ns)
+    # A first install: the chart brings the CRD itself.
+    kube_cluster.kubectl("delete", "crd", CRD, "--ignore-not-found", "--wait=true")
     install = helm(
         "install", release, str(CHART), "-n", ns,
         "-f", str(CHART / "ci" / "backups-from-values-values.yaml"),
@@ -126,11 +131,19 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     )  # fmt: skip
     assert "STATUS: deployed" in install.stdout
     assert "kubectl -n" in install.stdout  # NOTES.txt: the example and how to watch it
+    # Helm maps all objects before creating any, so the backups wait for one upgrade.
+    assert "were NOT created yet" in install.stdout
     kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
 
     wait_for(lambda: pods_admitted(kube_cluster, ns, "operator", 1), "operator pod")
     wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 2), "worker pods")
     assert replica_failures(kube_cluster, ns) == []
+
+    upgrade = helm(
+        "upgrade", release, str(CHART), "-n", ns, "--reuse-values",
+        kubeconfig=kube_cluster.kubeconfig,
+    )  # fmt: skip
+    assert "were NOT created yet" not in upgrade.stdout
     backups = get_json(kube_cluster, "databasebackups", "-n", ns)
     assert sorted(b["metadata"]["name"] for b in backups["items"]) == [
         "learnops-hourly",
@@ -204,3 +217,59 @@ def test_a_hardening_regression_would_be_refused_by_admission(
     )  # fmt: skip
     assert out.returncode != 0
     assert "violates PodSecurity" in out.stderr
+
+
+def chart_operator_env(kube: KubeCluster, release: str, namespace: str) -> dict[str, str]:
+    """What the chart's operator container gets: its ConfigMap plus the downward API env."""
+    config = get_json(kube, "configmap", f"{release}-learnops-operator", "-n", namespace)
+    env: dict[str, str] = dict(config["data"])
+    deployment = get_json(kube, "deployment", f"{release}-learnops-operator", "-n", namespace)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    downward = {"metadata.name": f"{release}-operator-test", "metadata.namespace": namespace}
+    for item in container.get("env", []):
+        env[item["name"]] = (
+            item.get("value") or downward[item["valueFrom"]["fieldRef"]["fieldPath"]]
+        )
+    return env
+
+
+def test_the_operator_runs_with_the_charts_settings_and_rbac(
+    kube_cluster: KubeCluster, restricted_namespace: str, release: str, tmp_path: Path
+) -> None:
+    """The chart's RBAC (incl. its Lease name) and ConfigMap are enough for a real operator to
+    win its Lease and reconcile the DatabaseBackups declared in values."""
+    ns = restricted_namespace
+    adopt_existing_crd(kube_cluster, release, ns)
+    helm(
+        "install", release, str(CHART), "-n", ns,
+        "-f", str(CHART / "ci" / "backups-from-values-values.yaml"),
+        "--set", f"operator.watchNamespace={ns}", "--set", "operator.leaseDurationSeconds=4",
+        kubeconfig=kube_cluster.kubeconfig,
+    )  # fmt: skip
+    # Creates the backups if this was the CRD's first install (see the test above).
+    helm("upgrade", release, str(CHART), "-n", ns, "--reuse-values",
+         kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
+    account = f"system:serviceaccount:{ns}:{release}-learnops-operator"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNOPS_")}
+    env |= chart_operator_env(kube_cluster, release, ns)
+    env["KUBECONFIG"] = str(kube_cluster.kubeconfig_for(account))
+    process = OperatorProcess(
+        [sys.executable, "-m", "learnops_operator", "--sweep-interval=1"], env, tmp_path / "op.log"
+    )
+    try:
+        process.wait_live()
+
+        def ready(name: str) -> bool:
+            body = get_json(kube_cluster, "databasebackup", name, "-n", ns)
+            conditions = (body.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        wait_for(lambda: ready("learnops-nightly") and ready("learnops-hourly"), "Ready=True")
+        lease = get_json(kube_cluster, "lease", f"{release}-learnops-operator", "-n", ns)
+        assert lease["spec"]["holderIdentity"] == f"{release}-operator-test"
+        cronjob = get_json(kube_cluster, "cronjob", "learnops-hourly-backup", "-n", ns)
+        (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "learnops/dump:0.1.0"
+    finally:
+        process.stop()
+        print(*process.logs().splitlines()[-40:], sep="\n")

@@ -163,3 +163,15 @@ app.kubernetes.io/component: {{ .component }}
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+
+{{/*
+Whether DatabaseBackups from values can be rendered. Helm builds every object of a release
+before it creates any, so on the very first install (CRD shipped by this chart, API not yet
+served) a DatabaseBackup cannot be mapped and the install would fail. They are left out then
+and NOTES.txt asks for one `helm upgrade`; when the CRD is managed elsewhere it must exist.
+*/}}
+{{- define "learnops.backupsRenderable" -}}
+{{- if or (not .Values.crds.install) (.Capabilities.APIVersions.Has "learnops.io/v1alpha1/DatabaseBackup") -}}
+true
+{{- end -}}
+{{- end }}
