@@ -194,24 +194,25 @@ class Worker:
             held = self._work.get()
             if held is None:
                 return
-            if self.stopping.is_set():
-                # Claimed but not started: leave it for the release at shutdown.
-                self._slot_done(started=False)
-                continue
             with self._slots:
+                # Checked and counted under one lock: the shutdown either waits for this job
+                # or sees it unstarted and releases it, never both.
+                if self.stopping.is_set():
+                    self._free += 1
+                    self._slots.notify_all()
+                    continue
                 self._running += 1
             ctx = JobContext(held.job, self.settings, self._cache, held.lease_lost, self.stopping)
             outcome = run_handler(self.handlers[held.job.kind], ctx, self.metrics.latency)
             held.finished = True
             if not held.abandoned:
                 self.acker.put(held, outcome)
-            self._slot_done(started=True)
+            self._slot_done()
 
-    def _slot_done(self, *, started: bool) -> None:
+    def _slot_done(self) -> None:
         with self._slots:
             self._free += 1
-            if started:
-                self._running -= 1
+            self._running -= 1
             self._slots.notify_all()
 
     # -- shutdown ---------------------------------------------------------------
