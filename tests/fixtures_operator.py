@@ -300,9 +300,25 @@ def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
 
 @pytest.fixture
 def operators(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Operators]:
+    """Start operator processes at will (restarts, two replicas); all stopped afterwards."""
     ops = Operators(operator_kubeconfig, tmp_path)
     try:
         yield ops
+    finally:
+        ops.stop_all()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One cluster-wide operator replica shared by a test module (starting one takes seconds).
+
+    Modules that start their own processes (`operators`) must not use it at the same time.
+    """
+    ops = Operators(operator_kubeconfig, tmp_path_factory.mktemp("operator"))
+    try:
+        yield ops.start()
     finally:
         ops.stop_all()
 
@@ -313,9 +329,3 @@ def backup_ns(kube_cluster: KubeCluster, namespace: str, operator_kubeconfig: Pa
     ns = Namespace(kube_cluster, namespace)
     ns.add_pvc()
     return ns
-
-
-@pytest.fixture
-def operator(operators: Operators, backup_ns: Namespace) -> OperatorProcess:
-    """One operator replica watching only the test namespace."""
-    return operators.start(namespace=backup_ns.name)

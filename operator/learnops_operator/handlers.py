@@ -15,7 +15,7 @@ from learnops_operator import backups, clamp, metrics
 from learnops_operator.builders import COMPONENT_BACKUP, MANAGED_BY
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
-from learnops_operator.kube import is_transient
+from learnops_operator.kube import is_transient, namespace_terminating
 from learnops_operator.spec import GROUP, PLURAL, VERSION
 
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": COMPONENT_BACKUP}
@@ -75,7 +75,13 @@ def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any)
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
 def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    backups.cronjob_changed(memo, event.get("type"), body)
+    try:
+        backups.cronjob_changed(memo, event.get("type"), body)
+    except Exception as exc:
+        if namespace_terminating(exc):
+            return  # the namespace takes the CronJob and its owner with it
+        metrics.RECONCILE_ERRORS.labels("cronjob_event").inc()
+        raise
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)

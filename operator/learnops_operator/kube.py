@@ -26,6 +26,15 @@ STATUS_RETRIES = 8
 StatusMutation = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None]
 
 
+def namespace_terminating(exc: BaseException) -> bool:
+    """The API refuses new objects in a namespace being deleted (403): nothing to repair there."""
+    return (
+        isinstance(exc, ApiException)
+        and exc.status == 403
+        and "being terminated" in str(exc.body or "")
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth a retry: throttling, server trouble, conflicts, or no answer at all."""
     if isinstance(exc, ApiException):
