@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 from tests.fixtures_operator import (
     Namespace,
@@ -93,30 +94,32 @@ def test_a_successful_run_reaches_status_events_and_metrics(
     )
 
 
+def _fail_once(ns: Namespace, token: str, failures: int) -> None:
+    ns.kubectl("annotate", "dbb", "nightly", "--overwrite", f"learnops.io/backup-now={token}")
+
+    def job_of_token() -> list[dict[str, Any]]:
+        return [
+            j
+            for j in ns.items("jobs")
+            if j["metadata"]["annotations"]["learnops.io/backup-now-token"] == token
+        ]
+
+    job = wait_for(job_of_token, 15, f"the Job for {token}")[0]
+    ns.run_job(job["metadata"]["name"], 3, dump_summary(ok=False))
+    wait_for(
+        lambda: _status(ns, "nightly").get("consecutiveFailures") == failures,
+        30,
+        f"failure {failures} in status",
+    )
+
+
 def test_failed_runs_are_counted_and_reported_once_each(
     backup_ns: Namespace, operator: OperatorProcess
 ) -> None:
     backup_ns.apply(backup("nightly", backoffLimit=0))
     _ready(backup_ns, "nightly")
     for attempt in (1, 2):
-        backup_ns.kubectl(
-            "annotate", "dbb", "nightly", "--overwrite", f"learnops.io/backup-now=fail-{attempt}"
-        )
-        job = wait_for(
-            lambda a=attempt: [
-                j
-                for j in backup_ns.items("jobs")
-                if j["metadata"]["annotations"]["learnops.io/backup-now-token"] == f"fail-{a}"
-            ],
-            15,
-            "the Job",
-        )[0]
-        backup_ns.run_job(job["metadata"]["name"], 3, dump_summary(ok=False))
-        wait_for(
-            lambda a=attempt: _status(backup_ns, "nightly").get("consecutiveFailures") == a,
-            30,
-            f"failure {attempt} in status",
-        )
+        _fail_once(backup_ns, f"fail-{attempt}", attempt)
     st = _status(backup_ns, "nightly")
     failed = st["lastFailedBackup"]
     assert isinstance(failed, dict)
