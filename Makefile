@@ -8,7 +8,7 @@ export PATH := $(CACHE)/bin:$(PATH)
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help deps lint test test-unit bench cluster-up cluster-down images demo clean
+.PHONY: help deps lint test test-unit bench cluster-up cluster-down demo crds
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,3 +35,9 @@ cluster-up: deps ## start the local control plane; prints the absolute kubeconfi
 
 cluster-down: ## stop the local control plane
 	@$(UV) run --frozen python -m tests.harness.kube down
+
+demo: deps ## the whole system: PostgreSQL, cluster, chart, a backup, a worker batch; cleans up
+	$(UV) run --frozen python -m tests.demo
+
+crds: ## copy the CRD single source into the chart (a test fails until they match)
+	cp manifests/crds/learnops.io_databasebackups.yaml charts/learnops/files/crds/

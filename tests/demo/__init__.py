@@ -1,0 +1,1 @@
+"""`make demo`: the whole system on a throwaway PostgreSQL and cluster."""
