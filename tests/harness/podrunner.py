@@ -46,10 +46,18 @@ def _now() -> str:
 class PodRunner:
     """Run the pods of `namespaces` in Docker until stop()."""
 
-    def __init__(self, api: client.ApiClient, engine: Engine, namespaces: list[str]) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        engine: Engine,
+        namespaces: list[str],
+        selector: str | None = None,
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.engine = engine
         self.namespaces = namespaces
+        # Only pods matching this label selector are run (others stay Pending).
+        self.selector = selector
         self.workdir = Path(tempfile.mkdtemp(prefix="learnops-podrunner-"))
         self.pvc_root = self.workdir / "pvc"
         self._stop = threading.Event()
@@ -110,7 +118,7 @@ class PodRunner:
                 last_beat = time.monotonic()
             for ns in self.namespaces:
                 try:
-                    pods = self.core.list_namespaced_pod(ns).items
+                    pods = self.core.list_namespaced_pod(ns, label_selector=self.selector).items
                 except ApiException as exc:
                     self.errors.append(f"list pods in {ns}: {exc.status}")
                     continue
