@@ -98,6 +98,12 @@ def test_pg_dump_failing_exits_4(before: Before, pg_cluster: PgCluster) -> None:
     assert stages[0]["exitCode"] != 0
 
 
+def test_a_configuration_error_exits_2_with_a_failed_manifest(before: Before) -> None:
+    result = run_runner({**before.world.env(), "BACKUP_FORMAT": "tar"})
+    manifest = before.assert_failed_run(result, 2, "ConfigError")
+    assert "BACKUP_FORMAT" in str(manifest["message"])
+
+
 def test_a_missing_storage_root_exits_6_and_says_so(dump_world: DumpWorld) -> None:
     missing = dump_world.base / "no-such-dir"
     result = run_runner(dump_world.env(BACKUP_STORAGE_ROOT=str(missing)))

@@ -6,26 +6,23 @@ The only place that reads os.environ and maps exceptions to exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from . import __version__, errors
-from .artifacts import Artifact
-from .credentials import private_pgpass
-from .logs import configure, event
+from .commands import restore_command, verify_command
+from .logs import configure
 from .masking import mask
-from .pipeline import tree_digest
-from .procs import Supervisor, child_env
-from .restore import restore_into
+from .report import Report, termination_message
 from .runner import run
-from .settings import Settings, help_table
-from .storage import MANIFEST_SUFFIX
-from .verify import artifact_path, verify_list
-from .versions import choose_client, installed_clients, probe_server
+from .settings import PREFIX_PATTERN, Settings, help_table
+from .storage import MANIFEST_SUFFIX, Storage
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     try:
         if args.command == "restore":
-            return _restore(settings, args.artifact, args.target_db, args.jobs, args.no_owner)
+            return restore_command(
+                settings, args.artifact, args.target_db, args.jobs, args.no_owner
+            )
         if args.command == "verify":
-            return _verify(settings, args.artifact)
+            return verify_command(settings, args.artifact)
         return run(settings)
     except errors.RunnerError as exc:
         log.error(
@@ -107,85 +106,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_failure(exc: errors.RunnerError) -> None:
-    from .report import Report, termination_message
-
-    path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
+    """Settings did not parse: still tell Kubernetes, and storage too if it is usable."""
     report = Report(datetime.now(UTC), "", "", "", "", "")
     report.fail(exc)
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(termination_message(report.summary()))
-    except OSError:
-        pass
-
-
-def _check_sha(settings: Settings, artifact: Artifact) -> None:
-    """Compare with the manifest next to the artifact, if there is one."""
-    stem = artifact.path.name
-    for suffix in (".zst", ".lz4", ".gz", ".dump", ".sql", ".dir"):
-        stem = stem.removesuffix(suffix)
-    manifest = artifact.path.with_name(stem + MANIFEST_SUFFIX)
-    if not manifest.exists():
-        event(log, "verify.no_manifest", "no manifest beside the artifact; sha256 not checked")
+    report.finished = report.started
+    path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
+    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as f:
+        f.write(termination_message(report.summary()))
+    root = os.environ.get("BACKUP_STORAGE_ROOT", "").strip()
+    prefix = os.environ.get("BACKUP_PREFIX", "").strip()
+    if not root or not re.fullmatch(PREFIX_PATTERN, prefix or "backup"):
         return
-    import json
-
-    expected = json.loads(manifest.read_text(encoding="utf-8")).get("sha256")
-    if artifact.path.is_dir():
-        actual = tree_digest(artifact.path)[1]
-    else:
-        import hashlib
-
-        digest = hashlib.sha256()
-        with open(artifact.path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        actual = digest.hexdigest()
-    if expected != actual:
-        raise errors.VerificationFailed(f"{artifact.path.name}: sha256 differs from its manifest")
-
-
-def _verify(settings: Settings, name: str) -> int:
-    artifact = Artifact.of(artifact_path(settings.storage_root, name))
-    if not artifact.path.exists():
-        raise errors.ConfigError(f"{name}: no such artifact")
-    clients = installed_clients(settings.client_dirs)
-    if not clients:
-        raise errors.ConfigError("no pg_restore found (BACKUP_PG_CLIENT_DIRS)")
-    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
-    with sup.handle_signals():
-        try:
-            _check_sha(settings, artifact)
-            env = child_env({}, None, str(settings.tmpdir))
-            entries = verify_list(sup, clients[-1], artifact, env)
-        finally:
-            sup.close()
-    event(log, "verify.ok", "artifact verified", artifact=artifact.path.name, tocEntries=entries)
-    return 0
-
-
-def _restore(settings: Settings, name: str, target_db: str, jobs: int, no_owner: bool) -> int:
-    artifact = Artifact.of(artifact_path(settings.storage_root, name))
-    if not artifact.path.exists():
-        raise errors.ConfigError(f"{name}: no such artifact")
-    clients = installed_clients(settings.client_dirs)
-    if not clients:
-        raise errors.ConfigError("no pg_restore found (BACKUP_PG_CLIENT_DIRS)")
-    target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
-    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
-    with sup.handle_signals(), private_pgpass(target, settings.tmpdir) as passfile:
-        try:
-            _check_sha(settings, artifact)
-            params = dict(target.params)
-            params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
-            env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
-            server = probe_server(sup, clients[-1].tool("psql"), env)
-            client = choose_client(clients, server.major)
-            restore_into(sup, client, artifact, env, scratch=no_owner, jobs=jobs)
-        finally:
-            sup.close()
-    event(log, "restore.ok", "artifact restored", artifact=artifact.path.name, database=target_db)
-    return 0
+    storage = Storage(Path(root))
+    with contextlib.suppress(errors.RunnerError, OSError):
+        storage.check()
+        stem = storage.unique_stem(f"{prefix or 'backup'}-{report.started:%Y%m%dT%H%M%SZ}")
+        storage.write_json(f"{stem}{MANIFEST_SUFFIX}", report.manifest())
 
 
 if __name__ == "__main__":

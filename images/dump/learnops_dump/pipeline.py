@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .digests import tree_digest
 from .errors import ConfigError, DumpFailed, StorageFailed
 from .procs import Supervisor, tail
 from .settings import Compression, DumpFormat
@@ -203,20 +204,6 @@ def _dump_directory(
         outcome.size, outcome.sha256 = tree_digest(target)
     except OSError as exc:
         raise StorageFailed(f"storage: cannot read the dump directory ({exc.strerror})") from None
-
-
-def tree_digest(root: Path) -> tuple[int, str]:
-    """Total size and sha256 over (relative name, NUL, content) of every file, sorted."""
-    digest = hashlib.sha256()
-    size = 0
-    buf = bytearray(CHUNK)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                digest.update(memoryview(buf)[:n])
-                size += n
-    return size, digest.hexdigest()
 
 
 def _err_text(stream: IO[bytes]) -> str:

@@ -34,6 +34,8 @@ class VerifyMode(enum.Enum):
     RESTORE = "restore"
 
 
+# Artifact names are built from the prefix: keep it a plain file-name part.
+PREFIX_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}"
 # Levels each algorithm accepts (pg_dump's and the external tools' common range).
 LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 19, 3), "lz4": (1, 12, 1), "none": (0, 0, 0)}
 
@@ -159,7 +161,7 @@ class Settings:
         log.info("connection source chosen", extra={"event": "settings.source", "source": source})
         root = env.get("BACKUP_STORAGE_ROOT", "").strip()
         prefix = env.get("BACKUP_PREFIX", "").strip() or "backup"
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", prefix):
+        if not re.fullmatch(PREFIX_PATTERN, prefix):
             raise ConfigError("BACKUP_PREFIX: use letters, digits, '.', '_' or '-'")
         return cls(
             storage_root=Path(root) if root else None,
