@@ -154,3 +154,13 @@ def test_a_missing_url_file_counts_as_unset(dump_world: DumpWorld) -> None:
     result = run_runner(env)
     assert result.returncode == 0, result.stderr
     assert '"source":"DATABASE_URL"' in result.stderr
+
+
+def test_the_proc_sampler_would_catch_a_leak() -> None:
+    """Control for every canary assertion: a secret in argv or environ is seen."""
+    secret = canary_password()
+    with ProcSampler([secret]) as sampler:
+        subprocess.run(["sleep", "0.3"], env={"LEAK": secret}, check=True)
+        subprocess.run(["sh", "-c", "sleep 0.3", secret], check=True)
+    assert any(hit.endswith("/environ") for hit in sampler.hits)
+    assert any(hit.endswith("/cmdline") for hit in sampler.hits)
