@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import kopf
 from aiohttp import web
+from kopf._core.engines.peering import Identity  # not re-exported by kopf
 from kubernetes import client, config
 
 from learnops_operator import handlers, metrics, sweep
@@ -75,6 +76,8 @@ async def _lead(ctx: Context, stop: asyncio.Event) -> None:
             clusterwide=s.namespace is None,
             namespaces=[s.namespace] if s.namespace else (),
             standalone=True,  # the Lease decides who runs; no kopf peering objects needed
+            # Explicit: kopf's default asks getpass, which fails for a uid without a passwd entry.
+            identity=Identity(s.identity),
             liveness_endpoint=f"http://0.0.0.0:{s.liveness_port}/healthz"
             if s.liveness_port
             else None,
