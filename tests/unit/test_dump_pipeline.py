@@ -64,3 +64,11 @@ def test_the_deadline_stops_a_hanging_pipeline(tmp_path: Path) -> None:
     with pytest.raises(TimedOut, match=r"timed out after 0\.5s"):
         _run(tmp_path, producer, None, timeout=0.5)
     assert time.monotonic() - started < 5
+
+
+def test_a_missing_compressor_is_a_dump_failure_and_pg_dump_is_reaped(tmp_path: Path) -> None:
+    producer = _script(tmp_path, "pg_dump", "exec sleep 60")
+    started = time.monotonic()
+    with pytest.raises(DumpFailed, match="cannot start no-such-zstd"):
+        _run(tmp_path, producer, ("no-such-zstd", "-3"))
+    assert time.monotonic() - started < 5

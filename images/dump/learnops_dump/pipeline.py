@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from .digests import tree_digest
-from .errors import ConfigError, DumpFailed, StorageFailed
+from .errors import ConfigError, DumpFailed, StorageFailed, TimedOut
 from .procs import Supervisor, tail
 from .settings import Compression, DumpFormat
 from .storage import Storage, write_all
@@ -116,22 +116,34 @@ def stream_dump(
         )
         outcome.stages.append(dump_stage)
         procs: list[tuple[Stage, subprocess.Popen[bytes]]] = []
-        dump = sup.spawn(
-            [pg_dump, *plan.dump_args], env, stdout=subprocess.PIPE, stderr=dump_err, bufsize=0
-        )
+        try:
+            dump = sup.spawn(
+                [pg_dump, *plan.dump_args], env, stdout=subprocess.PIPE, stderr=dump_err, bufsize=0
+            )
+        except OSError as exc:
+            raise DumpFailed(f"cannot start pg_dump: {exc.strerror}") from None
         procs.append((dump_stage, dump))
         _enlarge_pipe(dump.stdout)
         source = dump.stdout
         if comp_stage is not None and plan.compressor is not None:
             outcome.stages.append(comp_stage)
-            comp = sup.spawn(
-                plan.compressor,
-                env,
-                stdin=dump.stdout,
-                stdout=subprocess.PIPE,
-                stderr=comp_err,
-                bufsize=0,
-            )
+            try:
+                comp = sup.spawn(
+                    plan.compressor,
+                    env,
+                    stdin=dump.stdout,
+                    stdout=subprocess.PIPE,
+                    stderr=comp_err,
+                    bufsize=0,
+                )
+            except (OSError, TimedOut) as exc:
+                assert dump.stdout is not None
+                dump.stdout.close()
+                dump.kill()
+                dump_stage.exit_code = sup.wait(dump)
+                if isinstance(exc, TimedOut):
+                    raise
+                raise DumpFailed(f"cannot start {comp_stage.name}: {exc.strerror}") from None
             procs.append((comp_stage, comp))
             assert dump.stdout is not None
             dump.stdout.close()  # the compressor owns it now; pg_dump sees EPIPE if it dies

@@ -137,14 +137,13 @@ class Supervisor:
         env: Mapping[str, str],
         *,
         stdin: bytes | None = None,
-        stdin_file: IO[bytes] | int | None = None,
         capture_limit: int = 1 << 20,
     ) -> tuple[int, str, str]:
         """Run to completion; returns (rc, stdout, masked stderr tail), bounded in memory."""
         proc = self.spawn(
             argv,
             env,
-            stdin=subprocess.PIPE if stdin is not None else (stdin_file or subprocess.DEVNULL),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
