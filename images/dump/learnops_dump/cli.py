@@ -42,9 +42,9 @@ EXIT_CODES = [
 
 
 def _epilog() -> str:
-    width = max(len(env) for env, _, _ in help_table())
     lines = ["settings (environment variables):"]
-    lines += [f"  {env:<{width}}  {doc} [default: {default}]" for env, default, doc in help_table()]
+    for env, default, doc in help_table():
+        lines += [f"  {env}", f"      {doc} [default: {default}]"]
     lines += [
         "",
         "connection (first non-empty wins; a plain NAME beats its NAME_FILE, a missing file",
