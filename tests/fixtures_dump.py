@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
+from tests.harness import tiers
 from tests.harness.containers import Engine
 from tests.harness.postgres import Conn, PgCluster
 
@@ -166,6 +167,13 @@ def create_dump_role(pg_cluster: PgCluster, dbname: str, *, createdb: bool = Tru
         if createdb:
             c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(name)))
     return conn.with_db(dbname)
+
+
+@pytest.fixture
+def as_root() -> None:
+    """Tests that mount filesystems or switch uid need root (CI and this ground run as root)."""
+    if os.geteuid() != 0:
+        tiers.unavailable("postgres", "needs root (mount, setuid)")
 
 
 @pytest.fixture

@@ -115,6 +115,7 @@ def test_a_missing_storage_root_exits_6_and_says_so(dump_world: DumpWorld) -> No
     assert not missing.exists()
 
 
+@pytest.mark.usefixtures("as_root")
 def test_an_unwritable_storage_exits_6_and_keeps_the_old_backup(before: Before) -> None:
     storage = before.world.storage
     subprocess.run(["mount", "--bind", str(storage), str(storage)], check=True)
@@ -187,6 +188,7 @@ def test_sigterm_mid_dump_writes_a_failed_manifest_and_exits_5(
     assert not _children_of(proc.pid)
 
 
+@pytest.mark.usefixtures("as_root")
 def test_a_full_disk_exits_6_and_leaves_no_partial_artifact(
     dump_world: DumpWorld, pg_cluster: PgCluster
 ) -> None:

@@ -60,6 +60,7 @@ def kubelet_secret_volume(root: Path, files: dict[str, str]) -> Path:
     return vol
 
 
+@pytest.mark.usefixtures("as_root")
 def test_a_secret_volume_pgpass_works_for_a_non_root_uid(
     pg_cluster: PgCluster, pg_db: Conn, shared_dir: Path
 ) -> None:
