@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -36,8 +37,15 @@ Item = tuple[Held, Outcome] | None
 
 
 class Acker:
-    def __init__(self, settings: Settings, inflight: Inflight, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        inflight: Inflight,
+        metrics: Metrics,
+        on_written: Callable[[], None],
+    ) -> None:
         self._settings = settings
+        self._on_written = on_written
         self._inflight = inflight
         self._metrics = metrics
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -75,6 +83,7 @@ class Acker:
                     batch.append(item)
             if batch:
                 self._write(batch)
+                self._on_written()
         if self._conn is not None:
             self._conn.close()
 

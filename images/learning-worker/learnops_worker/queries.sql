@@ -58,22 +58,41 @@ WHERE j.id = p.id AND (%(global_max)s = 0 OR f.slot IS NOT NULL)
 RETURNING j.id, j.kind, j.payload, j.priority, j.attempts, j.lease_token, j.created_at;
 
 -- name: heartbeat --
+-- Rows are locked in id order first: heartbeat, complete and release touch overlapping sets
+-- of rows from different connections, and one lock order means they can never deadlock.
+WITH h AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
+), locked AS (
+    SELECT j.id FROM learnops_jobs j JOIN h ON j.id = h.id AND j.lease_token = h.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
 UPDATE learnops_jobs j
 SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
-WHERE j.id = h.id AND j.lease_token = h.token AND j.status = 'running'
+FROM locked
+WHERE j.id = locked.id
 RETURNING j.id;
 
 -- name: complete --
+WITH c AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[])
+        AS c(id, token, result)
+), locked AS (
+    SELECT j.id, c.result FROM learnops_jobs j JOIN c ON j.id = c.id AND j.lease_token = c.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+)
 UPDATE learnops_jobs j
 SET status = 'succeeded',
-    result = c.result::jsonb,
+    result = locked.result::jsonb,
     lease_token = NULL,
     lease_expires_at = NULL,
     slot = NULL,
     finished_at = now()
-FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS c(id, token, result)
-WHERE j.id = c.id AND j.lease_token = c.token AND j.status = 'running'
+FROM locked
+WHERE j.id = locked.id
 RETURNING j.id;
 
 -- name: retry --
@@ -104,7 +123,14 @@ RETURNING id;
 
 -- name: release --
 -- Shutdown: hand unfinished jobs back without spending the attempt their claim counted.
-WITH released AS (
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r(id, token)
+), locked AS (
+    SELECT j.id FROM learnops_jobs j JOIN r ON j.id = r.id AND j.lease_token = r.token
+    WHERE j.status = 'running'
+    ORDER BY j.id
+    FOR UPDATE OF j
+), released AS (
     UPDATE learnops_jobs j
     SET status = 'queued',
         attempts = greatest(j.attempts - 1, 0),
@@ -112,8 +138,8 @@ WITH released AS (
         lease_token = NULL,
         lease_expires_at = NULL,
         slot = NULL
-    FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS r(id, token)
-    WHERE j.id = r.id AND j.lease_token = r.token AND j.status = 'running'
+    FROM locked
+    WHERE j.id = locked.id
     RETURNING j.id
 )
 SELECT id, pg_notify('learnops_jobs', '') FROM released;

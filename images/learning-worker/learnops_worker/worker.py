@@ -42,6 +42,9 @@ SLOT_RACE_PAUSE_SECONDS = 0.02
 """Upper bound of the random pause after two workers raced for the same global slot."""
 LOOP_STALL_SECONDS = 60.0
 """/healthz fails if the claim loop has not turned for this long."""
+UNACKED_LIMIT = 128
+"""Finished jobs whose outcome is not written yet, at most. Claiming pauses beyond this, so
+a slow database cannot make the backlog (and every heartbeat) grow without bound."""
 LOCK_WAIT_MARGIN_SECONDS = 30.0
 """Extra wait for a duplicate input's cache lock beyond the provider's own time budget."""
 
@@ -65,7 +68,7 @@ class Worker:
         # A duplicate waits at most as long as the first caller can spend at the provider.
         provider_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1)
         self._cache = PgResultCache(self._pool, provider_budget + LOCK_WAIT_MARGIN_SECONDS)
-        self.acker = Acker(settings, self.inflight, metrics)
+        self.acker = Acker(settings, self.inflight, metrics, self._wake_claimer)
         self.heartbeat = Heartbeat(settings, self.inflight, metrics, self._on_fatal)
         self.listener = Listener(settings, self._wake)
         self._threads = [
@@ -173,11 +176,21 @@ class Worker:
                 conn.close()
 
     def _wait_for_free_slots(self) -> int:
+        """How many jobs to claim now: free handler threads, bounded by the ack backlog."""
+        limit = self.settings.concurrency + UNACKED_LIMIT
         with self._slots:
-            while self._free == 0 and not self.stopping.is_set():
+            while not self.stopping.is_set():
+                want = min(self._free, limit - len(self.inflight))
+                if want > 0:
+                    return want
                 self._slots.wait(timeout=1.0)
                 self.loop_beat = time.monotonic()
-            return 0 if self.stopping.is_set() else self._free
+            return 0
+
+    def _wake_claimer(self) -> None:
+        """Called by the acker after each write: the backlog shrank."""
+        with self._slots:
+            self._slots.notify_all()
 
     def _hand_out(self, jobs: list[Job]) -> None:
         with self._slots:
