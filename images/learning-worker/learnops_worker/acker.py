@@ -109,7 +109,7 @@ class Acker:
                     for held, _ in batch:
                         if held.job.id not in done:
                             self._lost(held, "outcome not written before the lease ran out")
-                        self._inflight.remove(held.job.id)
+                        self._inflight.remove(held)
                     return
                 time.sleep(RECONNECT_PAUSE_SECONDS)
 
@@ -147,7 +147,7 @@ class Acker:
             conn.execute(Q.notify)
         for held, _ in batch:
             if not held.abandoned:
-                self._inflight.remove(held.job.id)
+                self._inflight.remove(held)
 
     def _write_error(self, conn: db.Connection, held: Held, outcome: Retry | Failure) -> None:
         job = held.job

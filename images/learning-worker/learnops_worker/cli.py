@@ -30,7 +30,7 @@ EXIT_CODES = """exit codes:
   1  internal error
   2  configuration error (settings, WORKER_HANDLERS, missing schema, bad --payload)
   3  database unreachable or statement failed
-  4  heartbeat lost for a whole lease; the worker stopped itself"""
+  4  heartbeats failed for almost a whole lease; the worker stopped itself"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ and mapped at the edge in `cli.main`:
 
     0 ok (also after a SIGTERM drain)   1 internal error (bug)
     2 configuration                     3 database unreachable at start
-    4 lease keeping lost (heartbeat dead), the worker stopped itself
+    4 heartbeats failed for almost a whole lease, the worker stopped itself
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class DatabaseUnavailable(WorkerError):
 
 
 class HeartbeatLost(WorkerError):
-    """Leases could not be extended for longer than the lease; the worker stopped."""
+    """Heartbeats failed for almost a whole lease; the worker stopped before leases expired."""
 
     exit_code = EXIT_HEARTBEAT
 

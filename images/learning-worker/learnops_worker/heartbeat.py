@@ -95,7 +95,8 @@ class Heartbeat:
                     "seconds": silent,
                 },
             )
-            if silent >= self._settings.lease_seconds:
+            # Give up before the next round could come too late, not after leases expired.
+            if silent + self._settings.heartbeat_seconds >= self._settings.lease_seconds:
                 self._on_fatal(HeartbeatLost())
                 self._stop.set()
             return

@@ -54,9 +54,12 @@ class Inflight:
             self._jobs[held.job.id] = held
             self._metrics.in_flight.set(len(self._jobs))
 
-    def remove(self, job_id: int) -> None:
+    def remove(self, held: Held) -> None:
         with self._lock:
-            self._jobs.pop(job_id, None)
+            # Only this claim: after a lost lease the same job id may be held again by a
+            # newer claim of this very process, which must stay heartbeated.
+            if self._jobs.get(held.job.id) is held:
+                del self._jobs[held.job.id]
             self._metrics.in_flight.set(len(self._jobs))
 
     def snapshot(self) -> list[Held]:

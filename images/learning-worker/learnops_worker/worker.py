@@ -275,4 +275,4 @@ class Worker:
                         "attempt": h.job.attempt,
                     },
                 )
-            self.inflight.remove(h.job.id)
+            self.inflight.remove(h)
