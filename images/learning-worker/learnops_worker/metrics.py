@@ -9,9 +9,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .models import JobStatus
+
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed")
+# Every status gets a sample, also when zero, so alerts on e.g. queued > N never see "absent".
+STATUSES = tuple(s.value for s in JobStatus)
 
 
 class QueueDepth(Collector):
