@@ -52,6 +52,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
             owner.namespace,
             owner.name,
             lambda st, _b: status.not_ready(st, "InvalidSpec", why, owner.generation, _now()),
+            known=body,
         )
         _transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
         raise
@@ -69,6 +70,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
             lambda st, _b: status.not_ready(
                 st, "PersistentVolumeClaimNotFound", message, owner.generation, _now()
             ),
+            known=body,
         )
         _transition(
             ctx, body, written, status.READY, "Warning", "PersistentVolumeClaimNotFound", message
@@ -78,10 +80,20 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
         owner.namespace,
         owner.name,
         lambda st, _b: status.reconciled(st, spec, name, owner.generation, _now()),
+        known=body,
     )
-    _transition(
-        ctx, body, written, status.READY, "Normal", "Reconciled", f"CronJob {name} is up to date"
-    )
+    was = (status.condition(written[0], status.READY) or {}) if written else {}
+    if was.get("status") == "False":
+        # a recovery is news; the first Ready of a new resource is not worth an API write
+        _transition(
+            ctx,
+            body,
+            written,
+            status.READY,
+            "Normal",
+            "Reconciled",
+            f"CronJob {name} is up to date ({was.get('reason')} resolved)",
+        )
     log.info(
         "reconciled",
         extra={
@@ -104,14 +116,21 @@ def remember(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> N
     ctx.backups[key] = dict(body)
 
 
-def start_on_demand(ctx: Context, body: Mapping[str, Any]) -> bool:
-    """One Job per learnops.io/backup-now token; True if this call created it."""
+def wants_on_demand(body: Mapping[str, Any]) -> bool:
+    """A learnops.io/backup-now token that has not started its Job yet."""
     meta = body["metadata"]
     token = (meta.get("annotations") or {}).get(builders.BACKUP_NOW_ANNOTATION)
-    if not token or token == (body.get("status") or {}).get("lastOnDemandToken"):
+    if not token or meta.get("deletionTimestamp"):
         return False
-    if meta.get("deletionTimestamp"):
+    return bool(token != (body.get("status") or {}).get("lastOnDemandToken"))
+
+
+def start_on_demand(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """One Job per learnops.io/backup-now token; True if this call created it."""
+    if not wants_on_demand(body):
         return False
+    meta = body["metadata"]
+    token = str(meta["annotations"][builders.BACKUP_NOW_ANNOTATION])
     owner = Owner.from_body(body)
     try:
         spec = parse(body.get("spec") or {})
@@ -123,6 +142,7 @@ def start_on_demand(ctx: Context, body: Mapping[str, Any]) -> bool:
         owner.namespace,
         owner.name,
         lambda st, _b: {**st, "lastOnDemandToken": token},
+        known=body,
     )
     if created:
         ctx.kube.post_event(
@@ -144,6 +164,37 @@ def _desired(backup: Mapping[str, Any]) -> tuple[Owner, BackupSpec] | None:
         return Owner.from_body(backup), parse(backup.get("spec") or {})
     except InvalidSpec:
         return None
+
+
+def cronjob_needs_work(ctx: Context, event_type: str | None, cronjob: Mapping[str, Any]) -> bool:
+    """Cheap, in-memory: is this CronJob event a deletion, a drift or a new schedule time?"""
+    meta = cronjob["metadata"]
+    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    backup = ctx.backups.get((meta["namespace"], str(owner_name)))
+    if backup is None or backup["metadata"].get("deletionTimestamp"):
+        return False
+    if event_type == "DELETED":
+        return True
+    wanted = _desired(backup)
+    if wanted is None:
+        return False
+    desired = builders.cronjob(wanted[0], wanted[1], ctx.settings.dump_image)
+    if not builders.matches(desired["spec"], cronjob.get("spec")) or not builders.matches(
+        desired["metadata"]["labels"], meta.get("labels")
+    ):
+        return True
+    scheduled = (cronjob.get("status") or {}).get("lastScheduleTime")
+    return bool(scheduled and scheduled != (backup.get("status") or {}).get("lastScheduleTime"))
+
+
+def job_needs_work(ctx: Context, job: Mapping[str, Any]) -> bool:
+    """Only finished Jobs whose result is not recorded yet."""
+    meta = job["metadata"]
+    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    if not owner_name or results.finished_condition(job) is None:
+        return False
+    known = (ctx.backups.get((meta["namespace"], owner_name)) or {}).get("status") or {}
+    return bool(known.get("lastReportedJob") != meta["name"])
 
 
 def cronjob_changed(ctx: Context, event_type: str | None, cronjob: Mapping[str, Any]) -> None:

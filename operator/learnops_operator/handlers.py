@@ -7,6 +7,7 @@ on objects we do not own, and level-based (safe to repeat).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -66,17 +67,22 @@ def reconcile(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
         raise
 
 
+# Event handlers are async and decide in the event loop whether there is anything to do: most
+# events (our own status writes, kopf's annotations) need no API call, and skipping the hop to
+# the thread pool is what keeps 500 simultaneous resources cheap. API work runs in threads.
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+async def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
     backups.remember(memo, event.get("type"), body)
-    if event.get("type") != "DELETED":
-        backups.start_on_demand(memo, body)
+    if event.get("type") != "DELETED" and backups.wants_on_demand(body):
+        await asyncio.to_thread(backups.start_on_demand, memo, body)
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
-def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+async def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    if not backups.cronjob_needs_work(memo, event.get("type"), body):
+        return
     try:
-        backups.cronjob_changed(memo, event.get("type"), body)
+        await asyncio.to_thread(backups.cronjob_changed, memo, event.get("type"), body)
     except Exception as exc:
         if namespace_terminating(exc):
             return  # the namespace takes the CronJob and its owner with it
@@ -85,9 +91,9 @@ def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
-def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    if event.get("type") != "DELETED":
-        backups.job_changed(memo, body)
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    if event.get("type") != "DELETED" and backups.job_needs_work(memo, body):
+        await asyncio.to_thread(backups.job_changed, memo, body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=clamp.WORKER_LABELS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "learnops-operator"
 APPLY = "application/apply-patch+yaml"
 STATUS_RETRIES = 8
+PVC_CACHE_SECONDS = 10.0
 
 StatusMutation = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None]
 
@@ -53,10 +55,13 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._pvcs: dict[tuple[str, str], float] = {}
 
-    def _dict(self, model: Any) -> dict[str, Any]:
-        data: dict[str, Any] = self.api.sanitize_for_serialization(model)
-        return data
+    @staticmethod
+    def _json(response: Any) -> Any:
+        """Raw JSON instead of the client's model classes: building those costs more CPU than
+        the request itself when hundreds of objects are reconciled at once."""
+        return json.loads(response.data)
 
     # -- DatabaseBackup ---------------------------------------------------------------------
     def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -71,15 +76,23 @@ class Kube:
         return body
 
     def update_status(
-        self, namespace: str, name: str, mutate: StatusMutation
+        self,
+        namespace: str,
+        name: str,
+        mutate: StatusMutation,
+        known: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Read-modify-write of .status guarded by resourceVersion; retried on conflict.
 
         `mutate(status, body)` returns the new status or None for "nothing to change". Returns
-        (old, new) when written, None when unchanged or the resource is gone.
+        (old, new) when written, None when unchanged or the resource is gone. `known`, a body
+        just received from the watch, saves the first read; a stale one only costs a conflict.
         """
-        for _ in range(STATUS_RETRIES):
-            body = self.get_backup(namespace, name)
+        for attempt in range(STATUS_RETRIES):
+            if attempt == 0 and known is not None:
+                body: dict[str, Any] | None = json.loads(json.dumps(known, default=dict))
+            else:
+                body = self.get_backup(namespace, name)
             if body is None:
                 return None
             old = dict(body.get("status") or {})
@@ -109,14 +122,16 @@ class Kube:
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type=APPLY,
+            _preload_content=False,
         )
-        return self._dict(result)
+        data: dict[str, Any] = self._json(result)
+        return data
 
     def create_job(self, obj: Mapping[str, Any]) -> bool:
         """True if created, False if a Job of that name already exists (idempotent by name)."""
         meta = obj["metadata"]
         try:
-            self.batch.create_namespaced_job(meta["namespace"], dict(obj))
+            self.batch.create_namespaced_job(meta["namespace"], dict(obj), _preload_content=False)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -124,30 +139,48 @@ class Kube:
         return True
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
+        """Positive answers are cached briefly: 500 backups sharing one PVC need one read."""
+        key = (namespace, name)
+        seen = self._pvcs.get(key)
+        if seen is not None and time.monotonic() - seen < PVC_CACHE_SECONDS:
+            return True
         try:
-            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _preload_content=False
+            )
         except ApiException as exc:
             if exc.status == 404:
+                self._pvcs.pop(key, None)
                 return False
             raise
+        self._pvcs[key] = time.monotonic()
         return True
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}")
-        return [self._dict(p) for p in pods.items]
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = self._json(pods)["items"]
+        return items
 
     def backup_pods(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
         if namespace is None:
-            pods = self.core.list_pod_for_all_namespaces(label_selector=selector)
+            pods = self.core.list_pod_for_all_namespaces(
+                label_selector=selector, _preload_content=False
+            )
         else:
-            pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
-        return [self._dict(p) for p in pods.items]
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        items: list[dict[str, Any]] = self._json(pods)["items"]
+        return items
 
     def pod_events(self, namespace: str, uid: str) -> list[dict[str, Any]]:
         events = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.uid={uid}"
+            namespace, field_selector=f"involvedObject.uid={uid}", _preload_content=False
         )
-        return [self._dict(e) for e in events.items]
+        items: list[dict[str, Any]] = self._json(events)["items"]
+        return items
 
     # -- learning worker clamp -------------------------------------------------------------
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
@@ -156,8 +189,11 @@ class Kube:
         )
 
     def list_hpas(self, namespace: str) -> list[dict[str, Any]]:
-        hpas = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace)
-        return [self._dict(h) for h in hpas.items]
+        hpas = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+            namespace, _preload_content=False
+        )
+        items: list[dict[str, Any]] = self._json(hpas)["items"]
+        return items
 
     def patch_hpa(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
         self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
@@ -194,7 +230,7 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta.get("namespace"), event)
+            self.core.create_namespaced_event(meta.get("namespace"), event, _preload_content=False)
         except (ApiException, OSError) as exc:
             log.warning(
                 "event not posted",

@@ -168,6 +168,7 @@ def test_a_missing_pvc_sets_ready_false_until_it_appears(
     backup_ns.add_pvc("later")
     # kopf retries with backoff (5 s, then 10 s ...)
     wait_for(lambda: _ready(backup_ns, "nightly"), 30, "Ready=True once the PVC exists")
+    assert [e["type"] for e in backup_ns.events("Reconciled")] == ["Normal"]
 
 
 def test_a_missing_secret_is_learned_from_the_pods_mount_failure(
