@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from learnops_operator import builders, metrics, results, status
+from learnops_operator import builders, metrics, status
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.spec import BackupSpec, Owner, parse
@@ -187,16 +187,6 @@ def cronjob_needs_work(ctx: Context, event_type: str | None, cronjob: Mapping[st
     return bool(scheduled and scheduled != (backup.get("status") or {}).get("lastScheduleTime"))
 
 
-def job_needs_work(ctx: Context, job: Mapping[str, Any]) -> bool:
-    """Only finished Jobs whose result is not recorded yet."""
-    meta = job["metadata"]
-    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-    if not owner_name or results.finished_condition(job) is None:
-        return False
-    known = (ctx.backups.get((meta["namespace"], owner_name)) or {}).get("status") or {}
-    return bool(known.get("lastReportedJob") != meta["name"])
-
-
 def cronjob_changed(ctx: Context, event_type: str | None, cronjob: Mapping[str, Any]) -> None:
     """Drift repair: an edited or deleted CronJob is put back; lastScheduleTime is mirrored."""
     meta = cronjob["metadata"]
@@ -252,60 +242,3 @@ def cronjob_changed(ctx: Context, event_type: str | None, cronjob: Mapping[str, 
     scheduled = (cronjob.get("status") or {}).get("lastScheduleTime")
     if scheduled and scheduled != (backup.get("status") or {}).get("lastScheduleTime"):
         ctx.kube.update_status(*key, lambda st, _b: {**st, "lastScheduleTime": scheduled})
-
-
-def job_changed(ctx: Context, job: Mapping[str, Any]) -> None:
-    """A finished Job's result goes into the owner's status, once, with one Event."""
-    meta = job["metadata"]
-    owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-    cond = results.finished_condition(job)
-    if not owner_name or cond is None:
-        return
-    key = (meta["namespace"], owner_name)
-    known = (ctx.backups.get(key) or {}).get("status") or {}
-    if known.get("lastReportedJob") == meta["name"]:
-        return  # the cheap exit for every re-delivered event of an already recorded Job
-    pods = ctx.kube.job_pods(meta["namespace"], meta["name"])
-    result = results.from_job(job, pods, builders.CONTAINER_NAME, _now())
-    if result is None:
-        return
-    written = ctx.kube.update_status(
-        *key,
-        lambda st, b: (
-            status.record(st, result, int(b["metadata"].get("generation") or 0), _now())
-            if status.should_record(st, result)
-            else None
-        ),
-    )
-    if written is None:
-        return
-    backup = ctx.backups.get(key) or ctx.kube.get_backup(*key)
-    if backup is None:
-        return
-    if result.succeeded:
-        size = f", {status.human_size(result.size_bytes)}" if result.size_bytes is not None else ""
-        ctx.kube.post_event(
-            backup,
-            "Normal",
-            "BackupSucceeded",
-            f"{result.job} wrote {result.artifact or 'its artifact'}{size}",
-        )
-    else:
-        ctx.kube.post_event(
-            backup,
-            "Warning",
-            "BackupFailed",
-            f"{result.job} failed ({result.reason}): {result.message}",
-        )
-    metrics.observe(*key, result, int(written[1].get("consecutiveFailures") or 0))
-    log.info(
-        "run recorded",
-        extra={
-            "event": "run_recorded",
-            "namespace": key[0],
-            "resource": key[1],
-            "job": result.job,
-            "succeeded": result.succeeded,
-            "reason": result.reason,
-        },
-    )

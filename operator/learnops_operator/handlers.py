@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from learnops_operator import backups, clamp, metrics
+from learnops_operator import backups, clamp, metrics, runs
 from learnops_operator.builders import COMPONENT_BACKUP, MANAGED_BY
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
@@ -92,8 +92,8 @@ async def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **
 
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    if event.get("type") != "DELETED" and backups.job_needs_work(memo, body):
-        await asyncio.to_thread(backups.job_changed, memo, body)
+    if event.get("type") != "DELETED" and runs.job_needs_work(memo, body):
+        await asyncio.to_thread(runs.job_changed, memo, body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=clamp.WORKER_LABELS)
