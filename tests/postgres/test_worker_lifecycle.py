@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -176,3 +177,13 @@ def test_a_worker_survives_all_its_connections_being_cut(
     assert any(e.get("event") == "listener.down" for e in w.events())  # the cuts happened
     assert scalar(worker_db, "SELECT count(DISTINCT job_id) FROM worker_test_completions") == total
     assert w.get("/healthz")[0] == 200
+
+
+def test_a_busy_http_port_is_a_configuration_error(worker_db: Conn) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(worker_db, "run", WORKER_HTTP_PORT=str(port))
+    assert result.returncode == 2
+    assert f"WORKER_HTTP_PORT={port}: cannot listen" in result.stderr

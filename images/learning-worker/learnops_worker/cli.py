@@ -170,9 +170,16 @@ def cmd_run(settings: Settings, _: argparse.Namespace) -> int:
     metrics.watch_depth(lambda: _depth(settings))
     server = None
     if settings.http_port:
-        server = HealthServer(
-            settings.http_port, metrics.registry, worker.healthy, lambda: _ready(settings, worker)
-        )
+        try:
+            server = HealthServer(
+                settings.http_port,
+                metrics.registry,
+                worker.healthy,
+                lambda: _ready(settings, worker),
+            )
+        except OSError as exc:
+            port = settings.http_port
+            raise ConfigError(f"WORKER_HTTP_PORT={port}: cannot listen ({exc.strerror})") from None
         server.start()
     try:
         with _stop_on_signals(worker):
