@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 
@@ -61,3 +62,28 @@ def test_two_running_jobs_cannot_hold_the_same_slot(worker_db: Conn) -> None:
         c.execute(claim, (a,))
         with pytest.raises(psycopg.errors.UniqueViolation):
             c.execute(claim, (b,))
+
+
+def test_a_dead_workers_slot_comes_back_after_its_lease(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    [stuck] = enqueue(worker_db, "record", [{"sleep": 60}])
+    doomed = workers(WORKER_GLOBAL_MAX_INFLIGHT="1")
+    wait_until(
+        lambda: scalar(worker_db, "SELECT slot FROM learnops_jobs WHERE id = %s", stuck) == 1,
+        20,
+        "the only slot to be taken",
+    )
+    doomed.signal(signal.SIGKILL)
+    doomed.wait()
+    scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", stuck)
+    others = enqueue(worker_db, "record", [{}] * 5)
+    workers(WORKER_GLOBAL_MAX_INFLIGHT="1", WORKER_CONCURRENCY="4")
+    wait_until(
+        lambda: (
+            scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
+            == len(others) + 1
+        ),
+        30,
+        "every job through the one slot",
+    )
