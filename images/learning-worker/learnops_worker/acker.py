@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -43,9 +44,11 @@ class Acker:
         inflight: Inflight,
         metrics: Metrics,
         on_written: Callable[[], None],
+        on_fatal: Callable[[Exception], None],
     ) -> None:
         self._settings = settings
         self._on_written = on_written
+        self._on_fatal = on_fatal
         self._inflight = inflight
         self._metrics = metrics
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -64,6 +67,19 @@ class Acker:
         self.thread.join(timeout)
 
     def _loop(self) -> None:
+        try:
+            self._drain()
+        except Exception as exc:  # unwritten outcomes would stay leased forever: stop the worker
+            log.error("acker crashed", extra={"event": "ack.crashed"}, exc_info=True)
+            self._on_fatal(exc)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _drain(self) -> None:
         done = False
         while not done:
             first = self.queue.get()
@@ -84,13 +100,13 @@ class Acker:
             if batch:
                 self._write(batch)
                 self._on_written()
-        if self._conn is not None:
-            self._conn.close()
 
     def _write(self, batch: list[tuple[Held, Outcome]]) -> None:
         # The handler's result is only worth writing while the lease might still be ours.
         deadline = time.monotonic() + self._settings.lease_seconds
-        done: set[int] = set()  # written already; a retry after an error must not repeat them
+        # Lease tokens written already: a retry after an error must not repeat them. Tokens, not
+        # ids: one batch may hold a lost claim and a newer claim of the same job.
+        done: set[uuid.UUID] = set()
         while True:
             try:
                 if self._conn is None or self._conn.closed:
@@ -107,19 +123,19 @@ class Acker:
                 )
                 if time.monotonic() > deadline:
                     for held, _ in batch:
-                        if held.job.id not in done:
+                        if held.job.lease_token not in done:
                             self._lost(held, "outcome not written before the lease ran out")
                         self._inflight.remove(held)
                     return
                 time.sleep(RECONNECT_PAUSE_SECONDS)
 
     def _write_once(
-        self, conn: db.Connection, batch: list[tuple[Held, Outcome]], done: set[int]
+        self, conn: db.Connection, batch: list[tuple[Held, Outcome]], done: set[uuid.UUID]
     ) -> None:
         wins = [
             (h, o)
             for h, o in batch
-            if isinstance(o, Success) and not h.abandoned and h.job.id not in done
+            if isinstance(o, Success) and not h.abandoned and h.job.lease_token not in done
         ]
         if wins:
             rows = conn.execute(
@@ -137,12 +153,12 @@ class Acker:
                     log.debug("job succeeded", extra=_job_extra(held, "job.succeeded"))
                 else:
                     self._lost(held, "complete matched no row")
-                done.add(held.job.id)
+                done.add(held.job.lease_token)
         for held, outcome in batch:
-            if held.abandoned or isinstance(outcome, Success) or held.job.id in done:
+            if held.abandoned or isinstance(outcome, Success) or held.job.lease_token in done:
                 continue
             self._write_error(conn, held, outcome)
-            done.add(held.job.id)
+            done.add(held.job.lease_token)
         if self._settings.global_max_inflight and done:
             conn.execute(Q.notify)
         for held, _ in batch:

@@ -68,7 +68,7 @@ class Worker:
         # A duplicate waits at most as long as the first caller can spend at the provider.
         provider_budget = settings.openai_timeout_seconds * (settings.openai_max_retries + 1)
         self._cache = PgResultCache(self._pool, provider_budget + LOCK_WAIT_MARGIN_SECONDS)
-        self.acker = Acker(settings, self.inflight, metrics, self._wake_claimer)
+        self.acker = Acker(settings, self.inflight, metrics, self._wake_claimer, self._on_fatal)
         self.heartbeat = Heartbeat(settings, self.inflight, metrics, self._on_fatal)
         self.listener = Listener(settings, self._wake)
         self._threads = [
@@ -92,9 +92,12 @@ class Worker:
             self._slots.notify_all()
 
     def _on_fatal(self, exc: Exception) -> None:
-        self.fatal = (
-            exc if isinstance(exc, WorkerError) else WorkerError(f"heartbeat died: {exc!r}")
-        )
+        if self.fatal is None:
+            self.fatal = (
+                exc
+                if isinstance(exc, WorkerError)
+                else WorkerError(f"a worker thread died ({type(exc).__name__})")
+            )
         self.request_stop("fatal", immediate=True)
 
     def healthy(self) -> tuple[bool, dict[str, object]]:
@@ -102,7 +105,7 @@ class Worker:
             LOOP_STALL_SECONDS, 3 * self.settings.poll_seconds
         )
         hb_ok = self.heartbeat.alive()
-        ok = loop_ok and hb_ok and self.fatal is None
+        ok = loop_ok and hb_ok and self.acker.alive() and self.fatal is None
         return ok, {
             "loop": loop_ok,
             "heartbeat": hb_ok,
