@@ -118,9 +118,12 @@ def run_runner(
 class ProcSampler:
     """Reads every process's cmdline and environ in a loop; records any secret seen."""
 
-    def __init__(self, needles: list[str]) -> None:
+    def __init__(self, needles: list[str], ignore_pids: frozenset[int] = frozenset()) -> None:
         self.needles = [n.encode() for n in needles]
+        self.ignore = {str(p) for p in ignore_pids}
         self.hits: list[str] = []
+        self.seen: set[str] = set()
+        """Program names observed: proves the sampler really saw the children."""
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -129,13 +132,15 @@ class ProcSampler:
         me = os.getpid()
         while not self._stop.is_set():
             for pid in os.listdir("/proc"):
-                if not pid.isdigit() or int(pid) == me:
+                if not pid.isdigit() or int(pid) == me or pid in self.ignore:
                     continue
                 for what in ("cmdline", "environ"):
                     with contextlib.suppress(OSError):
                         data = Path(f"/proc/{pid}/{what}").read_bytes()
                         if any(n in data for n in self.needles):
                             self.hits.append(f"{pid}/{what}")
+                        if what == "cmdline" and data:
+                            self.seen.add(os.path.basename(data.split(b"\0", 1)[0]).decode())
             self.samples += 1
             time.sleep(0.005)
 
@@ -210,3 +215,37 @@ def bench_db(pg_cluster: PgCluster) -> Iterator[str]:
         yield name
     finally:
         pg_cluster.drop_database(name)
+
+
+@contextlib.contextmanager
+def locked(pg_cluster: PgCluster, dbname: str) -> Iterator[None]:
+    """Hold ACCESS EXCLUSIVE on a table so pg_dump blocks (a slow database)."""
+    with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
+        c.execute("BEGIN")
+        c.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")
+        yield
+        c.execute("ROLLBACK")
+
+
+def children_of(pid: int) -> list[str]:
+    names = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                names.append(stat.split("(", 1)[1].rsplit(")", 1)[0])
+    return names
+
+
+def wait_for_child(pid: int, name: str, timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if name in children_of(pid):
+            time.sleep(0.3)  # let it connect and block on the lock
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{name} never started under {pid}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,6 +13,7 @@ from tests.fixtures_dump import (
     ProcSampler,
     create_dump_role,
     files_containing,
+    locked,
     pgpass_line,
     secret_forms,
 )
@@ -103,22 +102,13 @@ def test_the_image_stays_within_a_memory_limit_far_below_the_database_size(
     assert pod.termination()["status"] == "ok"
 
 
-@contextlib.contextmanager
-def _locked(pg_cluster: PgCluster, dbname: str) -> Iterator[None]:
-    with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
-        c.execute("BEGIN")
-        c.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")
-        yield
-        c.execute("ROLLBACK")
-
-
 def test_docker_stop_is_handled_by_pid_1_like_the_deadline(
     container_engine: Engine, dump_image: str, pod: Pod, pg_cluster: PgCluster
 ) -> None:
     """activeDeadlineSeconds sends SIGTERM to PID 1: failed manifest, exit 5, in time."""
     name = f"learnops-dump-stop-{os.getpid()}"
     argv = container_engine.run_argv(dump_image, [], name=name, detach=True, **pod.kwargs())  # type: ignore[arg-type]
-    with _locked(pg_cluster, pod.conn.dbname):
+    with locked(pg_cluster, pod.conn.dbname):
         subprocess.run(argv, check=True, capture_output=True)
         try:
             time.sleep(3)  # connected, pg_dump blocked on the lock

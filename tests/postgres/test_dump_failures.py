@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +16,14 @@ from tests.fixtures_dump import (
     DumpWorld,
     ProcSampler,
     canary_password,
+    children_of,
     files_containing,
+    locked,
     pgpass_line,
     run_runner,
     secret_forms,
     start_runner,
+    wait_for_child,
 )
 from tests.harness.net import free_port
 from tests.harness.postgres import Conn, PgCluster
@@ -69,18 +70,6 @@ class Before:
 @pytest.fixture
 def before(dump_world: DumpWorld) -> Before:
     return Before(dump_world)
-
-
-def _locked(pg_cluster: PgCluster, dbname: str) -> Iterator[None]:
-    """Hold ACCESS EXCLUSIVE on a table so pg_dump blocks (a slow database)."""
-    with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
-        c.execute("BEGIN")
-        c.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")
-        yield
-        c.execute("ROLLBACK")
-
-
-locked = contextlib.contextmanager(_locked)
 
 
 def test_pg_dump_failing_exits_4(before: Before, pg_cluster: PgCluster) -> None:
@@ -167,6 +156,7 @@ def test_the_timeout_stops_a_blocked_dump_and_exits_5(
         elapsed = time.monotonic() - started
     manifest = before.assert_failed_run(result, 5, "Timeout")
     assert "timed out after 2s" in str(manifest["message"])
+    assert "pg_dump" in sampler.seen
     assert elapsed < 2 + 2 + 5  # timeout + kill grace + slack
     assert sampler.hits == []
 
@@ -176,7 +166,7 @@ def test_sigterm_mid_dump_writes_a_failed_manifest_and_exits_5(
 ) -> None:
     with locked(pg_cluster, before.world.conn.dbname):
         proc = start_runner(before.world.env())
-        _wait_for_child(proc.pid, "pg_dump")
+        wait_for_child(proc.pid, "pg_dump")
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -185,7 +175,7 @@ def test_sigterm_mid_dump_writes_a_failed_manifest_and_exits_5(
     manifest = before.assert_failed_run(result, 5, "Timeout")
     assert "SIGTERM" in str(manifest["message"])
     assert elapsed < 10  # well inside a pod's 30 s grace period
-    assert not _children_of(proc.pid)
+    assert not children_of(proc.pid)
 
 
 @pytest.mark.usefixtures("as_root")
@@ -258,27 +248,3 @@ def test_leftovers_of_a_crashed_run_are_removed(before: Before) -> None:
     leftover.write_bytes(b"partial")
     assert run_runner(before.world.env()).returncode == 0
     assert not leftover.exists()
-
-
-def _children_of(pid: int) -> list[str]:
-    names = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                names.append(stat.split("(", 1)[1].rsplit(")", 1)[0])
-    return names
-
-
-def _wait_for_child(pid: int, name: str, timeout: float = 20) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if name in _children_of(pid):
-            time.sleep(0.3)  # let it connect and block on the lock
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{name} never started under {pid}")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +21,13 @@ from tests.fixtures_dump import (
     canary_password,
     create_dump_role,
     files_containing,
+    locked,
     pgpass_line,
     run_runner,
     secret_forms,
+    start_runner,
     url_of,
+    wait_for_child,
 )
 from tests.harness.postgres import Conn, PgCluster
 
@@ -165,3 +169,21 @@ def test_the_proc_sampler_would_catch_a_leak() -> None:
         subprocess.run(["sh", "-c", "sleep 0.3", secret], check=True)
     assert any(hit.endswith("/environ") for hit in sampler.hits)
     assert any(hit.endswith("/cmdline") for hit in sampler.hits)
+
+
+def test_children_never_inherit_a_url_given_in_the_environment(
+    dump_world: DumpWorld, pg_cluster: PgCluster
+) -> None:
+    """A plain DATABASE_URL is in the runner's own environ (the pod spec put it there);
+    psql, pg_dump, zstd and pg_restore must not get it."""
+    env = dump_world.env(PGPASSFILE="", DATABASE_URL=url_of(dump_world.conn))
+    with locked(pg_cluster, dump_world.conn.dbname):  # pg_dump lives long enough to be seen
+        proc = start_runner(env)
+        with ProcSampler(dump_world.secrets(), ignore_pids=frozenset({proc.pid})) as sampler:
+            wait_for_child(proc.pid, "pg_dump")
+            time.sleep(0.2)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert {"psql", "pg_dump"} <= sampler.seen
+    assert sampler.hits == []
+    assert not any(s.encode() in out + err for s in dump_world.secrets())
