@@ -21,15 +21,18 @@ STATEMENT_TIMEOUT_MS = 30_000
 """No worker statement is long; a stuck one must not stall a heartbeat forever."""
 
 
-def connect(settings: Settings, *, purpose: str) -> Connection:
+def connect(settings: Settings, *, purpose: str, lock_timeout_ms: int = 0) -> Connection:
     """An autocommit connection; every worker statement is its own short transaction."""
+    options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+    if lock_timeout_ms:
+        options += f" -c lock_timeout={lock_timeout_ms}"
     try:
         return psycopg.connect(
             settings.database_url.reveal(),
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             application_name=f"learning-worker:{purpose}",
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            options=options,
         )
     except psycopg.Error as exc:
         raise translate(exc) from None

@@ -6,6 +6,8 @@
 -- One statement: recover expired leases (requeue, or fail after the last attempt), then lock
 -- the next queued jobs with SKIP LOCKED and lease them with a fresh token. With a global cap,
 -- each claimed row also takes a free slot; a slot race ends in a unique violation, retried.
+-- Waiting on another claim's slot is the only lock wait here (everything else is SKIP
+-- LOCKED), and the claim connection's short lock_timeout turns it into a quick retry too.
 WITH expired AS (
     SELECT id FROM learnops_jobs
     WHERE status = 'running' AND lease_expires_at < now()
@@ -49,7 +51,9 @@ UPDATE learnops_jobs j
 SET status = 'running',
     attempts = j.attempts + 1,
     lease_token = gen_random_uuid(),
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    -- clock_timestamp, not now(): if this statement waited (a slot race), the lease still
+    -- runs from the moment the row is written, not from when the statement began.
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s),
     worker_id = %(worker_id)s,
     slot = f.slot,
     started_at = now()
@@ -69,7 +73,7 @@ WITH h AS (
     FOR UPDATE OF j
 )
 UPDATE learnops_jobs j
-SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)
 FROM locked
 WHERE j.id = locked.id
 RETURNING j.id;

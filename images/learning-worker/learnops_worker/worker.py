@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 CLAIM_ERROR_PAUSE_SECONDS = 1.0
 """Pause after a failed claim (database down) before trying again."""
+CLAIM_LOCK_TIMEOUT_MS = 100
+"""A claim only ever waits for another claim's global slot; past this it retries instead,
+so two claims crossing over each other's slots never sit out the 1 s deadlock detection."""
 SLOT_RACE_PAUSE_SECONDS = 0.02
 """Upper bound of the random pause after two workers raced for the same global slot."""
 LOOP_STALL_SECONDS = 60.0
@@ -153,10 +156,16 @@ class Worker:
                 self._wake.clear()  # before the claim, so a NOTIFY during it is not lost
                 try:
                     if conn is None or conn.closed:
-                        conn = db.connect(self.settings, purpose="claim")
+                        conn = db.connect(
+                            self.settings, purpose="claim", lock_timeout_ms=CLAIM_LOCK_TIMEOUT_MS
+                        )
                     rows = conn.execute(Q.claim, {**params, "limit": want}).fetchall()
-                except psycopg.errors.UniqueViolation:
-                    # Another worker took the same global slot first; pick again shortly.
+                except (
+                    psycopg.errors.UniqueViolation,
+                    psycopg.errors.LockNotAvailable,
+                    psycopg.errors.DeadlockDetected,
+                ):
+                    # Another worker took (or is taking) the same global slot; pick again.
                     time.sleep(random.uniform(0, SLOT_RACE_PAUSE_SECONDS))  # noqa: S311
                     continue
                 except (psycopg.Error, DatabaseUnavailable) as exc:
