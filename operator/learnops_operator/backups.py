@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from learnops_operator import builders, metrics, status
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
+from learnops_operator.kube import api_message
 from learnops_operator.spec import BackupSpec, Owner, parse
 
 log = logging.getLogger(__name__)
@@ -41,23 +44,33 @@ def _transition(
         ctx.kube.post_event(body, event_type, reason, message)
 
 
+def _invalid(ctx: Context, body: Mapping[str, Any], owner: Owner, why: str) -> InvalidSpec:
+    written = ctx.kube.update_status(
+        owner.namespace,
+        owner.name,
+        lambda st, _b: status.not_ready(st, "InvalidSpec", why, owner.generation, _now()),
+        known=body,
+    )
+    _transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
+    return InvalidSpec(why)
+
+
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
     """Create or repair the CronJob, then report Ready. Raises InvalidSpec / MissingReference."""
     owner = Owner.from_body(body)
     try:
         spec = parse(body.get("spec") or {})
     except InvalidSpec as exc:
-        why = str(exc)
-        written = ctx.kube.update_status(
-            owner.namespace,
-            owner.name,
-            lambda st, _b: status.not_ready(st, "InvalidSpec", why, owner.generation, _now()),
-            known=body,
-        )
-        _transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
-        raise
+        raise _invalid(ctx, body, owner, str(exc)) from None
     desired = builders.cronjob(owner, spec, ctx.settings.dump_image)
-    ctx.kube.apply(desired)
+    try:
+        ctx.kube.apply(desired)
+    except ApiException as exc:
+        if exc.status != 422:
+            raise
+        # what admission of our CR cannot see, e.g. a malformed quantity in spec.resources
+        why = f"the CronJob was rejected: {api_message(exc)}"
+        raise _invalid(ctx, body, owner, why) from None
     name = desired["metadata"]["name"]
     if not ctx.kube.pvc_exists(owner.namespace, spec.claim_name):
         message = (

@@ -49,6 +49,7 @@ def deployment_changed(ctx: Context, event_type: str | None, body: Mapping[str, 
     if event_type == "DELETED":
         ctx.workers.discard(key)
         return
+    first_sight = key not in ctx.workers  # ADDED, or labelled as a worker just now
     ctx.workers.add(key)
     ceiling = ctx.settings.max_worker_replicas
     wanted = (body.get("spec") or {}).get("replicas")
@@ -72,8 +73,10 @@ def deployment_changed(ctx: Context, event_type: str | None, body: Mapping[str, 
                 "to": target,
             },
         )
-    for hpa in ctx.kube.list_hpas(meta["namespace"]):
-        hpa_changed(ctx, None, hpa)
+    if first_sight:
+        # an HPA that appeared before this worker was skipped then; catch up once
+        for hpa in ctx.kube.list_hpas(meta["namespace"]):
+            hpa_changed(ctx, None, hpa)
 
 
 def hpa_changed(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> None:

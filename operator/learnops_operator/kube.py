@@ -28,6 +28,15 @@ PVC_CACHE_SECONDS = 10.0
 StatusMutation = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any] | None]
 
 
+def api_message(exc: ApiException) -> str:
+    """The API's own explanation (Status.message), bounded."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        message = str(exc.reason)
+    return message[:512]
+
+
 def namespace_terminating(exc: BaseException) -> bool:
     """The API refuses new objects in a namespace being deleted (403): nothing to repair there."""
     return (

@@ -11,6 +11,7 @@ Runs in a thread; cheap when nothing changed (decisions use the in-memory mirror
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 
 from learnops_operator import backups, builders, status
 from learnops_operator.context import Context
-from learnops_operator.errors import InvalidSpec
+from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.results import parse_time
 from learnops_operator.spec import Owner, parse
 
@@ -120,7 +121,26 @@ def _report_missing_secret(
     )
 
 
-def retry_on_demand(ctx: Context) -> None:
+def catch_up(ctx: Context, now: datetime) -> None:
+    """Level-triggered safety net: reconcile any resource whose status lags its generation.
+
+    kopf reacts to changes it sees; if one is lost (a crash between kopf recording a change and
+    our status write, a handler that gave up), the next sweep still makes it take effect.
+    Resources never reconciled at all are left to kopf's creation handler.
+    """
+    for key, body in list(ctx.backups.items()):
+        observed = (body.get("status") or {}).get("observedGeneration")
+        if observed is None or observed >= int(body["metadata"].get("generation") or 0):
+            continue
+        fresh = ctx.kube.get_backup(*key)  # never act on a stale copy
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            continue
+        with contextlib.suppress(InvalidSpec, MissingReference):
+            backups.reconcile(ctx, fresh)
+        log.info("caught up", extra={"event": "caught_up", "namespace": key[0], "resource": key[1]})
+
+
+def retry_on_demand(ctx: Context, now: datetime) -> None:
     for body in list(ctx.backups.values()):
         backups.start_on_demand(ctx, body)
 
@@ -128,7 +148,7 @@ def retry_on_demand(ctx: Context) -> None:
 def sweep(ctx: Context) -> None:
     """One pass; each part is independent, so one failing part does not starve the others."""
     now = datetime.now(UTC)
-    for part in (check_schedules, check_pending_pods):
+    for part in (check_schedules, check_pending_pods, catch_up, retry_on_demand):
         try:
             part(ctx, now)
         except Exception as exc:
@@ -136,10 +156,3 @@ def sweep(ctx: Context) -> None:
                 "sweep part failed",
                 extra={"event": "sweep_failed", "part": part.__name__, "error": str(exc)[:300]},
             )
-    try:
-        retry_on_demand(ctx)
-    except Exception as exc:
-        log.warning(
-            "sweep part failed",
-            extra={"event": "sweep_failed", "part": "retry_on_demand", "error": str(exc)[:300]},
-        )

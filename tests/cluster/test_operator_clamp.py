@@ -62,3 +62,30 @@ def test_an_hpa_allowing_more_than_four_workers_is_clamped(
     events = backup_ns.events("MaxReplicasClamped")
     assert [e["type"] for e in events] == ["Warning"]
     assert events[0]["involvedObject"]["kind"] == "HorizontalPodAutoscaler"
+
+
+def test_an_hpa_created_before_its_worker_is_clamped_when_the_worker_appears(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    backup_ns.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "early"},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "learning-worker",
+                },
+                "minReplicas": 1,
+                "maxReplicas": 20,
+            },
+        }
+    )
+    _worker(backup_ns)
+    wait_for(
+        lambda: (backup_ns.get("hpa", "early") or {}).get("spec", {}).get("maxReplicas") == 4,
+        10,
+        "the early HPA clamped",
+    )

@@ -234,3 +234,28 @@ def test_every_log_line_is_json_with_an_event_key(
     for line in lines:
         record = json.loads(line)
         assert "event" in record, line
+
+
+def test_a_spec_the_cronjob_api_rejects_sets_ready_false_with_its_reason(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    # the CRD schema cannot know that a toleration with operator Exists must not have a value
+    bad = [{"key": "dedicated", "operator": "Exists", "value": "backup"}]
+    backup_ns.apply(backup("nightly", tolerations=bad))
+    cond = wait_for(
+        lambda: (c := backup_ns.condition("nightly", "Ready")).get("status") == "False" and c,
+        20,
+        "Ready=False",
+    )
+    assert cond["reason"] == "InvalidSpec"
+    assert "value must be empty when `operator` is 'Exists'" in cond["message"]
+    assert backup_ns.get("cronjob", "nightly-backup") is None
+    backup_ns.kubectl(
+        "patch",
+        "dbb",
+        "nightly",
+        "--type=merge",
+        "-p",
+        '{"spec":{"tolerations":[{"key":"dedicated","operator":"Exists"}]}}',
+    )
+    wait_for(lambda: _ready(backup_ns, "nightly"), 20, "Ready=True after the fix")

@@ -87,6 +87,7 @@ def _db(**fields: Any) -> dict[str, Any]:
         ),
         ({"podLabels": {"app.kubernetes.io/instance": "x"}}, "reserved prefixes"),
         ({"imagePullPolicy": "Sometimes"}, "Unsupported value"),
+        ({"resources": {"limits": {"memory": "a lot"}}}, "should match"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
