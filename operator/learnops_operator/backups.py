@@ -27,7 +27,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _transition(
+def announce_transition(
     ctx: Context,
     body: Mapping[str, Any],
     written: tuple[dict[str, Any], dict[str, Any]] | None,
@@ -51,7 +51,7 @@ def _invalid(ctx: Context, body: Mapping[str, Any], owner: Owner, why: str) -> I
         lambda st, _b: status.not_ready(st, "InvalidSpec", why, owner.generation, _now()),
         known=body,
     )
-    _transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
+    announce_transition(ctx, body, written, status.READY, "Warning", "InvalidSpec", why)
     return InvalidSpec(why)
 
 
@@ -85,7 +85,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
             ),
             known=body,
         )
-        _transition(
+        announce_transition(
             ctx, body, written, status.READY, "Warning", "PersistentVolumeClaimNotFound", message
         )
         raise MissingReference("PersistentVolumeClaimNotFound", message)
@@ -98,7 +98,7 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
     was = (status.condition(written[0], status.READY) or {}) if written else {}
     if was.get("status") == "False":
         # a recovery is news; the first Ready of a new resource is not worth an API write
-        _transition(
+        announce_transition(
             ctx,
             body,
             written,

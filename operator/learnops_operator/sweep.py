@@ -57,7 +57,7 @@ def check_schedules(ctx: Context, now: datetime) -> None:
             continue
         new = status.condition(written[1], status.ON_SCHEDULE) or {}
         if new.get("status") == "False":
-            backups._transition(
+            backups.announce_transition(
                 ctx,
                 body,
                 written,
@@ -116,7 +116,7 @@ def _report_missing_secret(
     written = ctx.kube.update_status(
         *key, lambda st, _b: status.not_ready(st, status.SECRET_NOT_FOUND, message, gen, now)
     )
-    backups._transition(
+    backups.announce_transition(
         ctx, body, written, status.READY, "Warning", status.SECRET_NOT_FOUND, message
     )
 
