@@ -34,7 +34,13 @@ def test_the_global_cap_is_never_exceeded_under_load(
     sampler.start()
     try:
         for _ in range(3):  # 12 handler threads competing for 3 slots
-            workers(WORKER_CONCURRENCY="4", WORKER_GLOBAL_MAX_INFLIGHT=str(cap))
+            # Long lease: this is about the slot index, not expiry (see test_worker_queue).
+            workers(
+                WORKER_CONCURRENCY="4",
+                WORKER_GLOBAL_MAX_INFLIGHT=str(cap),
+                WORKER_LEASE_SECONDS="10",
+                WORKER_HEARTBEAT_SECONDS="1",
+            )
         wait_until(
             lambda: (
                 scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")

@@ -94,7 +94,9 @@ def test_many_workers_run_each_job_exactly_once(
 ) -> None:
     ids = enqueue(worker_db, "record", [{"sleep": 0}] * 600)
     for _ in range(4):
-        workers(WORKER_CONCURRENCY="2")
+        # A long lease: this test is about claim exclusivity, not lease expiry, and a loaded
+        # CI box must not starve a heartbeat past a 1 s lease.
+        workers(WORKER_CONCURRENCY="2", WORKER_LEASE_SECONDS="10", WORKER_HEARTBEAT_SECONDS="1")
     wait_until(
         lambda: (
             scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
