@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.fixtures_operator import (
@@ -152,3 +153,33 @@ def test_a_canary_password_never_leaves_its_secret(
     assert pods
     assert canary not in json.dumps([[p["metadata"], p["spec"]] for p in pods])
     assert canary not in operator.logs()
+
+
+def test_no_success_within_two_schedule_intervals_is_reported_as_missed_runs(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    backup_ns.apply(backup("stale", schedule="0 3 * * *"))
+    _ready(backup_ns, "stale")
+    # stand-in for history: the last success was three days ago (daily schedule)
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch = {"status": {"lastSuccessfulBackup": {"time": three_days_ago, "job": "old"}}}
+    backup_ns.kubectl(
+        "patch", "dbb", "stale", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+    )
+    cond = wait_for(
+        lambda: (c := backup_ns.condition("stale", "OnSchedule")).get("status") == "False" and c,
+        15,
+        "OnSchedule=False",
+    )
+    assert cond["reason"] == "MissedRuns"
+    assert "two schedule intervals" in cond["message"]
+    assert [e["type"] for e in backup_ns.events("MissedRuns")] == ["Warning"]
+    # a fresh success puts it back on schedule
+    backup_ns.kubectl("annotate", "dbb", "stale", "learnops.io/backup-now=catch-up")
+    job = wait_for(lambda: backup_ns.items("jobs"), 15, "the Job")[0]["metadata"]["name"]
+    backup_ns.run_job(job, 0, dump_summary(ok=True))
+    wait_for(
+        lambda: backup_ns.condition("stale", "OnSchedule").get("status") == "True",
+        30,
+        "OnSchedule=True after a success",
+    )
