@@ -139,12 +139,14 @@ class Namespace:
         )
 
     def add_pgpass_secret(self, password: str, name: str = "pg-backup") -> None:
+        # stdin, not argv: a test password belongs in no process list either
         self.kubectl(
             "create",
             "secret",
             "generic",
             name,
-            f"--from-literal=pgpass=db.example:5432:app:backup:{password}",
+            "--from-file=pgpass=/dev/stdin",
+            input=f"db.example:5432:app:backup:{password}\n",
         )
 
     def job_pod(self, job: str, timeout: float = 20) -> dict[str, Any]:
