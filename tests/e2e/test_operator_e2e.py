@@ -43,7 +43,7 @@ def _status(ns: Namespace, name: str) -> dict[str, Any]:
     return dict((ns.get("databasebackup", name) or {}).get("status") or {})
 
 
-def _declare(ns: Namespace, conn: Conn, pgpass_password: str, name: str) -> None:
+def _declare(ns: Namespace, conn: Conn, pgpass_password: str, name: str, **spec: Any) -> None:
     line = f"{conn.host}:{conn.port}:{conn.dbname}:{conn.user}:{pgpass_password}\n"
     ns.kubectl(
         "create", "secret", "generic", f"{name}-pgpass", "--from-file=pgpass=/dev/stdin", input=line
@@ -62,6 +62,7 @@ def _declare(ns: Namespace, conn: Conn, pgpass_password: str, name: str) -> None
             image=DUMP_IMAGE,
             imagePullPolicy="Never",
             backoffLimit=0,
+            **spec,
         )
     )
     wait_for(lambda: ns.condition(name, "Ready").get("status") == "True", 30, "Ready=True")
@@ -132,6 +133,39 @@ def test_a_real_authentication_failure_is_reported_without_the_password(
     assert (cond["status"], cond["reason"]) == ("False", "ConnectionError")
     assert [e["type"] for e in backup_ns.events("BackupFailed")] == ["Warning"]
     _assert_canary_absent(backup_ns, operator, wrong)
+
+
+def test_a_hung_backup_is_stopped_by_its_deadline_and_reported_as_a_timeout(
+    backup_ns: Namespace,
+    operator: OperatorProcess,
+    pod_runner: PodRunner | None,
+    dump_image: str,
+    pg_cluster: PgCluster,
+    canary_db: tuple[Conn, str],
+) -> None:
+    conn, canary = canary_db
+    # The smallest deadline the CRD allows; the runner's own timeout fires min(30 s, 10 %) earlier.
+    _declare(backup_ns, conn, canary, "hung", timeoutSeconds=60)
+    with pg_cluster.connect(pg_cluster.admin.with_db(conn.dbname)) as blocker:
+        blocker.autocommit = False
+        blocker.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
+        backup_ns.kubectl("annotate", "dbb", "hung", "learnops.io/backup-now=e2e-3")
+        st = wait_for(
+            lambda: (s := _status(backup_ns, "hung")).get("lastResult") and s,
+            150,
+            "the hung run to end",
+        )
+        blocker.rollback()
+    failed = st["lastFailedBackup"]
+    assert (failed["reason"], failed["exitCode"]) == ("Timeout", 5), st
+    assert st["lastResult"] == "Failed"
+    job = backup_ns.items("jobs")[0]
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+    if pod_runner is not None:
+        storage = pod_runner.pvc_dir(backup_ns.name, "backups")
+        [manifest] = storage.glob("hung-*.manifest.json")
+        assert json.loads(manifest.read_text())["status"] == "failed"
+        assert not [p for p in storage.glob("hung-*") if ".dump" in p.name]
 
 
 def _assert_canary_absent(ns: Namespace, operator: OperatorProcess, canary: str) -> None:
