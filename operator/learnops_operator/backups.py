@@ -124,6 +124,7 @@ def remember(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> N
     key = (meta["namespace"], meta["name"])
     if event_type == "DELETED":
         ctx.backups.pop(key, None)
+        ctx.diffbase.forget(str(meta.get("uid")))
         metrics.forget(*key)
         return
     ctx.backups[key] = dict(body)

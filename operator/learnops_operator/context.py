@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from learnops_operator.diffbase import MemoryDiffBase
 from learnops_operator.kube import Kube
 from learnops_operator.settings import Settings
 
@@ -16,10 +17,12 @@ class Context:
     """Shared by all handlers (kopf copies the memo shallowly, so these dicts are shared too).
 
     `backups` mirrors the DatabaseBackups from the watch stream, so the periodic sweep and the
-    CronJob drift handler need no API reads to know the desired state.
+    CronJob drift handler need no API reads to know the desired state. `diffbase` is kopf's
+    last handled configuration per DatabaseBackup (see diffbase.py).
     """
 
     settings: Settings
     kube: Kube
     backups: dict[Key, dict[str, Any]] = field(default_factory=dict)
     workers: set[Key] = field(default_factory=set)
+    diffbase: MemoryDiffBase = field(default_factory=MemoryDiffBase)

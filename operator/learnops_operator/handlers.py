@@ -8,16 +8,17 @@ on objects we do not own, and level-based (safe to repeat).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from learnops_operator import backups, clamp, metrics, runs
 from learnops_operator.builders import COMPONENT_BACKUP, MANAGED_BY
 from learnops_operator.context import Context
+from learnops_operator.diffbase import BOOKKEEPING_PREFIX
 from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.kube import is_transient, namespace_terminating
-from learnops_operator.spec import GROUP, KIND, PLURAL, VERSION
+from learnops_operator.spec import GROUP, PLURAL, VERSION
 
 OURS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": COMPONENT_BACKUP}
 MAX_BACKOFF_SECONDS = 300.0
@@ -28,37 +29,15 @@ def backoff(retry: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, 5.0 * 2 ** min(retry, 10)))
 
 
-class _LeanDiffBase(kopf.AnnotationsDiffBaseStorage):
-    """kopf's diff base, built without deep-copying managedFields and status first.
-
-    kopf builds the essence for every event of every watched resource by deep-copying the whole
-    body and then dropping metadata and status; at 500 resources that copy was the largest
-    single cost in the operator's event loop. The essence is the same: every top-level field
-    except metadata and status, plus labels and annotations; other kinds (CronJobs, Jobs,
-    Deployments...) only have event handlers and need no essence at all.
-    """
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
-        if body.get("kind") != KIND:
-            return {}  # only DatabaseBackups have change handlers; other kinds never diff
-        if extra_fields:
-            return super().build(body=body, extra_fields=extra_fields)
-        meta = body.get("metadata") or {}
-        lean = {k: v for k, v in body.items() if k not in ("metadata", "status")}
-        lean["metadata"] = {k: meta[k] for k in ("labels", "annotations") if k in meta}
-        return super().build(body=kopf.Body(cast(kopf.RawBody, lean)))
-
-
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Context, **_: Any) -> None:
     """Map our settings onto kopf's."""
-    # Keep kopf's bookkeeping in annotations: status belongs to us and is schema-checked.
+    # Retry progress in annotations: status belongs to us and is schema-checked. The diff base
+    # stays in memory, which saves one write per resource and handling cycle (diffbase.py).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix="kopf.learnops.io"
+        prefix=BOOKKEEPING_PREFIX
     )
-    settings.persistence.diffbase_storage = _LeanDiffBase(
-        prefix="kopf.learnops.io", key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = memo.diffbase
     settings.persistence.finalizer = "learnops.io/kopf-finalizer"  # never added: no delete handler
     # Events are posted deliberately (one per transition or run), never from log lines.
     settings.posting.enabled = False
