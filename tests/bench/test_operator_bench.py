@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 from learnops_operator import builders
 from learnops_operator.spec import Owner, parse
 
@@ -79,6 +80,16 @@ class _CronJobWatch(threading.Thread):
                 self.seen.setdefault(event["object"].metadata.name, time.monotonic())
 
 
+def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
 def _ready_count(custom: client.CustomObjectsApi, namespace: str) -> int:
     items: list[dict[str, Any]] = custom.list_namespaced_custom_object(
         "learnops.io", "v1alpha1", namespace, "databasebackups"
@@ -115,6 +126,11 @@ def test_500_backups_reconcile_next_to_500_direct_cronjobs(
         direct = _baseline(api, direct_ns)
     finally:
         core.delete_namespace(direct_ns)
+    # Deleting 500 CronJobs loads the API server (and the operator's cluster-wide CronJob watch
+    # sees them): that must be over before the operator's figures are taken.
+    wait_for(
+        lambda: _namespace_gone(core, direct_ns), 300, f"namespace {direct_ns} gone", every=0.5
+    )
 
     # the production sweep interval, not the tests' 1 s
     op = operators.start("--sweep-interval=30")
