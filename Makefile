@@ -1,7 +1,10 @@
 # learnops entry points. `make test` installs everything it needs, then runs every tier but bench.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-CACHE ?= $(HOME)/.cache/learnops
+# Build cache outside the repo (Kubernetes, helm, kind), keyed by version.
+LEARNOPS_CACHE ?= $(HOME)/.cache/learnops
+CACHE := $(LEARNOPS_CACHE)
+export LEARNOPS_CACHE
 # Tools built by `make deps` (kubectl, helm, kind, etcd, kube-apiserver, ...).
 export PATH := $(CACHE)/bin:$(PATH)
 # Resolved when a recipe runs, i.e. after `deps` may have installed uv.
