@@ -68,6 +68,15 @@ def _declare(ns: Namespace, conn: Conn, pgpass_password: str, name: str, **spec:
     wait_for(lambda: ns.condition(name, "Ready").get("status") == "True", 30, "Ready=True")
 
 
+def _run_now(ns: Namespace, name: str, token: str, timeout: float = 120) -> dict[str, Any]:
+    """Trigger an on-demand run and wait until its result is on the resource."""
+    ns.kubectl("annotate", "dbb", name, f"learnops.io/backup-now={token}")
+    status: dict[str, Any] = wait_for(
+        lambda: (s := _status(ns, name)).get("lastResult") and s, timeout, f"{name}'s result"
+    )
+    return status
+
+
 def test_a_real_backup_pod_reports_success_on_the_resource(
     backup_ns: Namespace,
     operator: OperatorProcess,
@@ -77,12 +86,7 @@ def test_a_real_backup_pod_reports_success_on_the_resource(
 ) -> None:
     conn, canary = canary_db
     _declare(backup_ns, conn, canary, "nightly")
-    backup_ns.kubectl("annotate", "dbb", "nightly", "learnops.io/backup-now=e2e-1")
-    st = wait_for(
-        lambda: (s := _status(backup_ns, "nightly")).get("lastResult") and s,
-        120,
-        "the real run's result",
-    )
+    st = _run_now(backup_ns, "nightly", "e2e-1")
     assert st["lastResult"] == "Succeeded", st
     assert st["consecutiveFailures"] == 0
     success = st["lastSuccessfulBackup"]
@@ -118,12 +122,7 @@ def test_a_real_authentication_failure_is_reported_without_the_password(
     conn, _ = canary_db
     wrong = f"wrong-{secrets.token_hex(8)}"
     _declare(backup_ns, conn, wrong, "broken")
-    backup_ns.kubectl("annotate", "dbb", "broken", "learnops.io/backup-now=e2e-2")
-    st = wait_for(
-        lambda: (s := _status(backup_ns, "broken")).get("lastResult") and s,
-        120,
-        "the real run's failure",
-    )
+    st = _run_now(backup_ns, "broken", "e2e-2")
     assert st["lastResult"] == "Failed", st
     failed = st["lastFailedBackup"]
     assert (failed["reason"], failed["exitCode"]) == ("ConnectionError", 3)
@@ -149,12 +148,7 @@ def test_a_hung_backup_is_stopped_by_its_deadline_and_reported_as_a_timeout(
     with pg_cluster.connect(pg_cluster.admin.with_db(conn.dbname)) as blocker:
         blocker.autocommit = False
         blocker.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
-        backup_ns.kubectl("annotate", "dbb", "hung", "learnops.io/backup-now=e2e-3")
-        st = wait_for(
-            lambda: (s := _status(backup_ns, "hung")).get("lastResult") and s,
-            150,
-            "the hung run to end",
-        )
+        st = _run_now(backup_ns, "hung", "e2e-3", timeout=150)
         blocker.rollback()
     failed = st["lastFailedBackup"]
     assert (failed["reason"], failed["exitCode"]) == ("Timeout", 5), st
