@@ -11,9 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,13 @@ import pytest
 
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
+from tests.harness.wait import wait_for as wait_for  # re-exported for the operator tests
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
 RBAC = ROOT / "manifests/operator/rbac.yaml"
 OPERATOR_NAMESPACE = "learnops-system"
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:learnops-operator"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
-    """Poll until predicate() is truthy; return its value or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def backup(name: str, **spec: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
+from tests.harness.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,11 +127,7 @@ def scalar(conn: Conn, query: str, *params: Any) -> Any:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    wait_for(predicate, timeout, what, every=0.05)
 
 
 @dataclass

@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 
 CRONJOB = """
 apiVersion: batch/v1
@@ -26,16 +26,6 @@ spec:
           restartPolicy: Never
           containers: [{name: c, image: example.invalid/none:1}]
 """
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_a_configmap_round_trips_through_a_namespace(
@@ -59,7 +49,7 @@ def test_a_cronjob_scheduled_every_minute_produces_a_job(
             for ref in item["metadata"].get("ownerReferences", [])
         )
 
-    _wait(job_exists, 75, "the CronJob controller to create a Job")
+    wait_for(job_exists, 75, "the CronJob controller to create a Job")
 
 
 def test_deleting_an_owner_garbage_collects_its_child(
@@ -86,7 +76,7 @@ def test_deleting_an_owner_garbage_collects_its_child(
         got = kube_cluster.kubectl("get", "configmap", "child", "-n", namespace, check=False)
         return got.returncode != 0 and "NotFound" in got.stderr
 
-    _wait(child_gone, 30, "the garbage collector to delete the child")
+    wait_for(child_gone, 30, "the garbage collector to delete the child")
 
 
 def test_a_service_account_is_denied_what_it_was_not_granted(

@@ -11,8 +11,7 @@ import json
 import os
 import secrets
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,9 @@ import pytest
 from tests.fixtures_operator import OperatorProcess
 from tests.fixtures_ship import CHART, KUBE_VERSION, MANIFESTS, helm
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 
 CRD = "databasebackups.learnops.io"
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def get_json(kube: KubeCluster, *args: str) -> dict[str, Any]:
@@ -82,8 +73,12 @@ def test_kubectl_apply_k_accepts_every_object_and_admits_the_pods(
     samples = kube_cluster.kubectl("apply", "-k", str(MANIFESTS / "samples")).stdout
     assert "databasebackup.learnops.io/learnops-nightly" in samples
 
-    wait_for(lambda: pods_admitted(kube_cluster, "learnops-system", "operator", 1), "operator pod")
-    wait_for(lambda: pods_admitted(kube_cluster, "learnops", "learning-worker", 2), "worker pods")
+    wait_for(
+        lambda: pods_admitted(kube_cluster, "learnops-system", "operator", 1), 60, "operator pod"
+    )
+    wait_for(
+        lambda: pods_admitted(kube_cluster, "learnops", "learning-worker", 2), 60, "worker pods"
+    )
     assert replica_failures(kube_cluster, "learnops-system") == []
     assert replica_failures(kube_cluster, "learnops") == []
     backup = get_json(kube_cluster, "databasebackup", "learnops-nightly", "-n", "learnops")
@@ -135,8 +130,8 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     assert "were NOT created yet" in install.stdout
     kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
 
-    wait_for(lambda: pods_admitted(kube_cluster, ns, "operator", 1), "operator pod")
-    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 2), "worker pods")
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "operator", 1), 60, "operator pod")
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 2), 60, "worker pods")
     assert replica_failures(kube_cluster, ns) == []
 
     upgrade = helm(
@@ -159,7 +154,7 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     assert worker["spec"]["replicas"] == 3
     config = get_json(kube_cluster, "configmap", f"{release}-learnops-worker", "-n", ns)
     assert config["data"]["WORKER_CONCURRENCY"] == "4"
-    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 3), "3 worker pods")
+    wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 3), 60, "3 worker pods")
 
     refused = helm(
         "upgrade", release, str(CHART), "-n", ns, "--reuse-values", "--set", "worker.replicas=5",
@@ -264,7 +259,7 @@ def test_the_operator_runs_with_the_charts_settings_and_rbac(
             conditions = (body.get("status") or {}).get("conditions") or []
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-        wait_for(lambda: ready("learnops-nightly") and ready("learnops-hourly"), "Ready=True")
+        wait_for(lambda: ready("learnops-nightly") and ready("learnops-hourly"), 60, "Ready=True")
         lease = get_json(kube_cluster, "lease", f"{release}-learnops-operator", "-n", ns)
         assert lease["spec"]["holderIdentity"] == f"{release}-operator-test"
         cronjob = get_json(kube_cluster, "cronjob", "learnops-hourly-backup", "-n", ns)

@@ -19,9 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.demo.podconfig import from_deployment
@@ -30,6 +28,7 @@ from tests.harness.kube import KubeCluster, start_local
 from tests.harness.net import free_port
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import PgCluster, pg_bindir
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_NS = "learnops-system"
@@ -45,14 +44,6 @@ def say(text: str) -> None:
 
 def show(cmd: list[str], out: str) -> None:
     print(f"$ {' '.join(cmd)}\n{out.rstrip()}", flush=True)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def main() -> int:
@@ -232,15 +223,15 @@ spec:
 """
     print(manifest)
     kube.kubectl("apply", "-f", "-", input=manifest)
-    wait_for("the backup to be Ready", lambda: _condition(kube, "Ready") == "True", 60)
+    wait_for(lambda: _condition(kube, "Ready") == "True", 60, "the backup to be Ready")
     kube.kubectl(
         "annotate", "dbb", "learning-nightly", "-n", APP_NS, "learnops.io/backup-now=demo-1"
     )
     print("annotated learnops.io/backup-now=demo-1")
     wait_for(
-        "the backup's result",
         lambda: _condition(kube, "LastBackupSucceeded") in {"True", "False"},
         180,
+        "the backup's result",
     )
     get = ["kubectl", "get", "databasebackups", "-n", APP_NS]
     show(get, kube.kubectl(*get[1:]).stdout)
@@ -295,7 +286,7 @@ def worker_batch(stack: contextlib.ExitStack, kube: KubeCluster, pg: PgCluster, 
     proc = subprocess.Popen([worker, *pod.args], env=env, stdout=log, stderr=subprocess.STDOUT)
     stack.callback(_terminate, proc, log)
 
-    wait_for("the queue to drain", lambda: _all_done(pg), 120)
+    wait_for(lambda: _all_done(pg), 120, "the queue to drain")
     stats = subprocess.run([worker, "stats"], env=env, capture_output=True, text=True, check=True)
     show(["learning-worker", "stats"], stats.stdout)
     with pg.connect(pg.admin.with_db("learning")) as c:

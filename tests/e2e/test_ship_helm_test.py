@@ -37,6 +37,24 @@ def test_pods(
     runner.stop()
 
 
+def _put_database_url(kube: KubeCluster, namespace: str, url: str) -> None:
+    """Create or replace the chart's database Secret; the URL goes through stdin, not argv."""
+    manifest = kube.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "learnops-database",
+        "-n",
+        namespace,
+        "--from-file=DATABASE_URL=/dev/stdin",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+        input=url,
+    ).stdout
+    kube.kubectl("apply", "-f", "-", input=manifest)
+
+
 def _helm(kube: KubeCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["helm", *args, f"--kubeconfig={kube.kubeconfig}"],
@@ -66,15 +84,7 @@ def test_helm_test_passes_when_the_database_is_reachable_and_fails_when_not(
     kube_cluster.kubectl(
         "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
-    kube_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "learnops-database",
-        "-n",
-        namespace,
-        f"--from-file=DATABASE_URL={url_file}",
-    )
+    _put_database_url(kube_cluster, namespace, url)
     installed = _helm(
         kube_cluster,
         "install",
@@ -94,20 +104,7 @@ def test_helm_test_passes_when_the_database_is_reachable_and_fails_when_not(
     assert "Phase:          Succeeded" in passed.stdout
 
     wrong = url.replace("helm-test-pw", "not-the-password")
-    manifest = kube_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "learnops-database",
-        "-n",
-        namespace,
-        "--from-file=DATABASE_URL=/dev/stdin",
-        "--dry-run=client",
-        "-o",
-        "yaml",
-        input=wrong,
-    ).stdout
-    kube_cluster.kubectl("apply", "-f", "-", input=manifest)
+    _put_database_url(kube_cluster, namespace, wrong)
     failed = _helm(kube_cluster, "test", "t", "-n", namespace, "--timeout", "3m")
     assert failed.returncode != 0
     assert "not-the-password" not in failed.stdout + failed.stderr
