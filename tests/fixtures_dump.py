@@ -121,6 +121,12 @@ class ProcSampler:
     def __init__(self, needles: list[str], ignore_pids: frozenset[int] = frozenset()) -> None:
         self.needles = [n.encode() for n in needles]
         self.ignore = {str(p) for p in ignore_pids}
+        # A child between fork and exec still shows its parent's memory, environ included: for
+        # an ignored process (whose environ the pod spec filled) that copy is the same process.
+        self.ignore_cmdlines: set[bytes] = set()
+        for pid in self.ignore:
+            with contextlib.suppress(OSError):
+                self.ignore_cmdlines.add(Path(f"/proc/{pid}/cmdline").read_bytes())
         self.hits: list[str] = []
         self.seen: set[str] = set()
         """Program names observed: proves the sampler really saw the children."""
@@ -134,6 +140,9 @@ class ProcSampler:
             for pid in os.listdir("/proc"):
                 if not pid.isdigit() or int(pid) == me or pid in self.ignore:
                     continue
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/cmdline").read_bytes() in self.ignore_cmdlines:
+                        continue
                 for what in ("cmdline", "environ"):
                     with contextlib.suppress(OSError):
                         data = Path(f"/proc/{pid}/{what}").read_bytes()

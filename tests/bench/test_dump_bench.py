@@ -67,7 +67,7 @@ def _runner(world: DumpWorld, compression: str, verify: str) -> tuple[float, flo
     elapsed, cpu = time.perf_counter() - started, _children_cpu() - cpu0
     peak = rss.join()
     assert proc.returncode == 0, err.decode()[-2000:]
-    manifest = json.loads((world.storage / "latest.json").read_text())
+    manifest = json.loads((world.storage / "t.latest.json").read_text())
     return elapsed, cpu, int(manifest["sizeBytes"]), peak
 
 

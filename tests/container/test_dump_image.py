@@ -80,7 +80,7 @@ def test_the_image_backs_up_with_a_secret_volume_pgpass_as_non_root(
     artifact = pod.backup / str(term["artifact"])
     assert artifact.stat().st_uid == RUNTIME_UID
     assert str(term["artifact"]).startswith("nightly-")
-    manifest = json.loads((pod.backup / "latest.json").read_text())
+    manifest = json.loads((pod.backup / "nightly.latest.json").read_text())
     assert manifest["credentialSource"] == "PGPASSFILE"
     # canary: argv/environ of every process (container processes included), output, files
     assert sampler.hits == []

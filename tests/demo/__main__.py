@@ -254,7 +254,7 @@ spec:
     for path in sorted(storage.rglob("*")):
         if path.is_file():
             print(f"{path.stat().st_size:>10}  {path.relative_to(storage)}")
-    latest = next(storage.rglob("latest.json"), None)
+    latest = next(storage.rglob("*.latest.json"), None)
     if latest:
         print(latest.read_text())
 

@@ -78,7 +78,7 @@ def test_the_runbooks_restore_job_restores_a_real_backup(
         "TMPDIR": str(tmp_path),
     }
     subprocess.run(["learnops-dump", "run"], env=env, check=True, capture_output=True)
-    artifact = json.loads((storage / "latest.json").read_text())["artifact"]
+    artifact = json.loads((storage / "src.latest.json").read_text())["artifact"]
     for path in [storage, *storage.rglob("*")]:
         os.chown(path, RUNTIME_UID, RUNTIME_UID)
 

@@ -38,7 +38,7 @@ class Before:
         result = run_runner(world.env())
         assert result.returncode == 0, result.stderr
         self.world = world
-        self.latest = (world.storage / "latest.json").read_bytes()
+        self.latest = (world.storage / "t.latest.json").read_bytes()
         self.files = {p.name: p.read_bytes() for p in world.storage.iterdir() if p.is_file()}
 
     def assert_failed_run(
@@ -59,7 +59,7 @@ class Before:
         assert manifest["reason"] == reason
         for name, data in self.files.items():
             assert (storage / name).read_bytes() == data
-        assert (storage / "latest.json").read_bytes() == self.latest
+        assert (storage / "t.latest.json").read_bytes() == self.latest
         assert not any(s in result.stdout + result.stderr for s in self.world.secrets())
         assert files_containing(storage, self.world.secrets()) == []
         assert not any(s in json.dumps(term) for s in self.world.secrets())

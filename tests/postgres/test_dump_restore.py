@@ -60,7 +60,7 @@ def test_a_restored_backup_equals_its_source(
     env = dump_world.env(BACKUP_FORMAT=fmt, BACKUP_COMPRESSION=compression, BACKUP_VERIFY="restore")
     result = run_runner(env)
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((dump_world.storage / "latest.json").read_text())
+    manifest = json.loads((dump_world.storage / "t.latest.json").read_text())
     assert manifest["verification"]["mode"] == "restore"
     assert manifest["verification"]["tables"] == 4
     # restore as the superuser (ownership) into a new, empty database
@@ -110,7 +110,7 @@ def test_the_runner_memory_stays_flat_on_a_big_database(
             time.sleep(0.05)
         _, err = proc.communicate()
     assert proc.returncode == 0, err.decode()[-3000:]
-    manifest = json.loads((world.storage / "latest.json").read_text())
+    manifest = json.loads((world.storage / "t.latest.json").read_text())
     print(
         f"\ndatabase {size / 2**20:.0f} MiB, artifact {manifest['sizeBytes'] / 2**20:.0f} MiB,"
         f" runner peak RSS {peak / 1024:.1f} MiB"

@@ -38,7 +38,7 @@ def test_a_backup_in_each_format_is_verified_and_recorded(
     artifact = str(manifest["artifact"])
     assert artifact.endswith(suffix)
     assert (dump_world.storage / artifact).exists()
-    assert json.loads((dump_world.storage / "latest.json").read_text())["artifact"] == artifact
+    assert json.loads((dump_world.storage / "t.latest.json").read_text())["artifact"] == artifact
     term = json.loads(dump_world.termlog.read_text())
     assert term["status"] == "ok"
     assert term["exitCode"] == 0
@@ -65,12 +65,12 @@ def test_a_url_source_works_and_only_its_name_is_logged(dump_world: DumpWorld) -
 def test_retention_prunes_only_after_a_success_and_keeps_the_newest(dump_world: DumpWorld) -> None:
     env = dump_world.env(BACKUP_RETENTION="last=1,daily=0,weekly=0,monthly=0")
     assert run_runner(env).returncode == 0
-    first = json.loads((dump_world.storage / "latest.json").read_text())["artifact"]
+    first = json.loads((dump_world.storage / "t.latest.json").read_text())["artifact"]
     failed = run_runner({**env, "PGDATABASE": "no_such_database"})
     assert failed.returncode == 3
     assert (dump_world.storage / first).exists()  # a failure prunes nothing
     assert run_runner(env).returncode == 0
-    second = json.loads((dump_world.storage / "latest.json").read_text())["artifact"]
+    second = json.loads((dump_world.storage / "t.latest.json").read_text())["artifact"]
     assert second != first
     assert not (dump_world.storage / first).exists()
     assert (dump_world.storage / second).exists()

@@ -31,7 +31,9 @@ def _run(
     outcome = Outcome()
     env = child_env({}, None, str(tmp_path))
     try:
-        stream_dump(sup, producer, plan, env, Storage(storage_dir), "a.dump", tmp_path, outcome)
+        stream_dump(
+            sup, producer, plan, env, Storage(storage_dir, "a"), "a.dump", tmp_path, outcome
+        )
     finally:
         sup.close()
     return outcome, storage_dir / ".tmp-a.dump"

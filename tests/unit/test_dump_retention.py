@@ -74,8 +74,8 @@ def test_prune_removes_artifacts_and_manifests_and_old_failures_only(tmp_path: P
     _write(tmp_path, other, True, NOW - timedelta(days=90))
     unreadable = _stem("t", NOW - timedelta(days=60)) + ".manifest.json"
     (tmp_path / unreadable).write_text("{not json")
-    removed = prune(
-        Storage(tmp_path), "t", Retention(last=2, daily=0, weekly=0, monthly=0), 14, NOW
+    removed, _ = prune(
+        Storage(tmp_path, "t"), Retention(last=2, daily=0, weekly=0, monthly=0), 14, NOW
     )
     assert sorted(removed) == sorted(
         [

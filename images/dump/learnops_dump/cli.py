@@ -22,23 +22,11 @@ from .masking import mask
 from .report import Report, termination_message
 from .runner import run
 from .settings import PREFIX_PATTERN, Settings, help_table
-from .storage import MANIFEST_SUFFIX, Storage
+from .storage import Storage, wait_at_most
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = [
-    (cls.exit_code, cls.reason, (cls.__doc__ or "").strip())
-    for cls in (
-        errors.ConfigError,
-        errors.ConnectionFailed,
-        errors.DumpFailed,
-        errors.TimedOut,
-        errors.StorageFailed,
-        errors.VerificationFailed,
-        errors.VersionMismatch,
-        errors.InternalError,
-    )
-]
+EXIT_CODES = [(cls.exit_code, cls.reason, (cls.__doc__ or "").strip()) for cls in errors.ERRORS]
 
 
 def _epilog() -> str:
@@ -74,8 +62,21 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--no-owner", action="store_true", help="skip ownership and privileges (non-owner role)"
     )
-    verify = sub.add_parser("verify", help="check an artifact's checksum and table of contents")
+    restore.add_argument(
+        "--allow-other-source",
+        action="store_true",
+        help="restore a backup of another database or server than this configuration's",
+    )
+    verify = sub.add_parser(
+        "verify", help="check an artifact against its manifest and read every byte of it"
+    )
     verify.add_argument("artifact", help="artifact file/dir name (relative to the storage root)")
+    for cmd in (restore, verify):
+        cmd.add_argument(
+            "--force",
+            action="store_true",
+            help="accept an artifact without a manifest (nothing then vouches for it)",
+        )
     return p
 
 
@@ -93,10 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "restore":
             return restore_command(
-                settings, args.artifact, args.target_db, args.jobs, args.no_owner
+                settings,
+                args.artifact,
+                args.target_db,
+                args.jobs,
+                args.no_owner,
+                force=args.force,
+                allow_other_source=args.allow_other_source,
             )
         if args.command == "verify":
-            return verify_command(settings, args.artifact)
+            return verify_command(settings, args.artifact, force=args.force)
         return run(settings)
     except errors.RunnerError as exc:
         log.error(
@@ -109,19 +116,24 @@ def _config_failure(exc: errors.RunnerError) -> None:
     """Settings did not parse: still tell Kubernetes, and storage too if it is usable."""
     report = Report(datetime.now(UTC), "", "", "", "", "")
     report.fail(exc)
-    report.finished = report.started
+    report.finish()
     path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
     with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as f:
         f.write(termination_message(report.summary()))
     root = os.environ.get("BACKUP_STORAGE_ROOT", "").strip()
-    prefix = os.environ.get("BACKUP_PREFIX", "").strip()
-    if not root or not re.fullmatch(PREFIX_PATTERN, prefix or "backup"):
+    prefix = os.environ.get("BACKUP_PREFIX", "").strip() or "backup"
+    if not root or not re.fullmatch(PREFIX_PATTERN, prefix):
         return
-    storage = Storage(Path(root))
+    storage = Storage(Path(root), prefix)
     with contextlib.suppress(errors.RunnerError, OSError):
-        storage.check()
-        stem = storage.unique_stem(f"{prefix or 'backup'}-{report.started:%Y%m%dT%H%M%SZ}")
-        storage.write_json(f"{stem}{MANIFEST_SUFFIX}", report.manifest())
+        storage.open()
+        with storage.locked(wait_at_most(10)):
+            reservation = storage.reserve(report.started, report.placeholder())
+        try:
+            storage.finish(reservation, report.manifest())
+        finally:
+            storage.release(reservation)
+    storage.close()
 
 
 if __name__ == "__main__":

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
 from .artifacts import Artifact
 from .credentials import private_pgpass
-from .digests import artifact_digest
-from .errors import ConfigError, VerificationFailed
+from .errors import ConfigError, RunnerError
 from .logs import event
 from .procs import Supervisor, child_env
 from .restore import restore_into
 from .settings import Settings
-from .storage import MANIFEST_SUFFIX
-from .verify import artifact_path, verify_list
-from .versions import Client, choose_client, installed_clients, probe_server
+from .verify import (
+    archive_database,
+    artifact_path,
+    check_manifest,
+    check_source,
+    verify_archive,
+)
+from .versions import Client, choose_client, installed_clients, probe_server, system_identifier
 
 log = logging.getLogger(__name__)
-_SUFFIXES = (".zst", ".lz4", ".gz", ".dump", ".sql", ".dir")
-
-
-def check_against_manifest(artifact: Artifact) -> None:
-    """The artifact's sha256 must match its manifest (if the manifest is beside it)."""
-    stem = artifact.path.name
-    for suffix in _SUFFIXES:
-        stem = stem.removesuffix(suffix)
-    manifest = artifact.path.with_name(stem + MANIFEST_SUFFIX)
-    try:
-        expected = json.loads(manifest.read_text(encoding="utf-8")).get("sha256")
-    except (OSError, ValueError):
-        event(log, "verify.no_manifest", "no readable manifest beside it; sha256 not checked")
-        return
-    if artifact_digest(artifact.path)[1] != expected:
-        raise VerificationFailed(f"{artifact.path.name}: sha256 differs from its manifest")
 
 
 def _locate(settings: Settings, name: str) -> tuple[Artifact, list[Client]]:
@@ -47,15 +34,20 @@ def _locate(settings: Settings, name: str) -> tuple[Artifact, list[Client]]:
     return artifact, clients
 
 
-def verify_command(settings: Settings, name: str) -> int:
-    """Checksum against the manifest, then the same checks a run does (no database)."""
+def verify_command(settings: Settings, name: str, *, force: bool = False) -> int:
+    """Size and sha256 against the manifest, then every byte of the archive (no database)."""
     artifact, clients = _locate(settings, name)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     with sup.handle_signals():
         try:
-            check_against_manifest(artifact)
+            manifest = check_manifest(sup, artifact, force=force)
             env = child_env({}, None, str(settings.tmpdir))
-            entries = verify_list(sup, clients[-1], artifact, env)
+            database = manifest.get("database") if manifest else None
+            entries = verify_archive(
+                sup, clients[-1], artifact, env, database if isinstance(database, str) else None
+            )
+        except RunnerError as exc:
+            raise sup.as_stop(exc) from None
         finally:
             sup.close()
     event(log, "verify.ok", "artifact verified", artifact=artifact.path.name, tocEntries=entries)
@@ -63,21 +55,42 @@ def verify_command(settings: Settings, name: str) -> int:
 
 
 def restore_command(
-    settings: Settings, name: str, target_db: str, jobs: int, no_owner: bool
+    settings: Settings,
+    name: str,
+    target_db: str,
+    jobs: int,
+    no_owner: bool,
+    *,
+    force: bool = False,
+    allow_other_source: bool = False,
 ) -> int:
-    """Restore into an existing database with the run's connection settings."""
+    """Restore into an existing database with the run's connection settings.
+
+    The backup must be what its manifest says and come from the database and server this
+    configuration backs up, unless `allow_other_source`."""
     artifact, clients = _locate(settings, name)
+    # the database this configuration backs up, when it names one (the runbook's Job does not)
+    source_db = settings.target.get("PGDATABASE") or None
     target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     with sup.handle_signals(), private_pgpass(target, settings.tmpdir) as passfile:
         try:
-            check_against_manifest(artifact)
+            manifest = check_manifest(sup, artifact, force=force)
             params = dict(target.params)
             params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
             env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
             server = probe_server(sup, clients[-1].tool("psql"), env)
             client = choose_client(clients, server.major)
+            if not allow_other_source:
+                check_source(
+                    manifest,
+                    archive_database(sup, client, artifact, env),
+                    source_db,
+                    system_identifier(sup, client.tool("psql"), env),
+                )
             restore_into(sup, client, artifact, env, scratch=no_owner, jobs=jobs)
+        except RunnerError as exc:
+            raise sup.as_stop(exc) from None
         finally:
             sup.close()
     event(log, "restore.ok", "artifact restored", artifact=artifact.path.name, database=target_db)

@@ -75,3 +75,17 @@ class VersionMismatch(RunnerError):
 
     exit_code = 8
     reason = "VersionMismatch"
+
+
+ERRORS: tuple[type[RunnerError], ...] = (
+    ConfigError,
+    ConnectionFailed,
+    DumpFailed,
+    TimedOut,
+    StorageFailed,
+    VerificationFailed,
+    VersionMismatch,
+    InternalError,
+)
+# Every `reason` a termination message or manifest may carry (docs/dump.md, "Exit codes").
+REASONS = ("Ok", *sorted({cls.reason for cls in ERRORS}))

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from .masking import mask
+from .masking import mask, mask_value
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
@@ -30,7 +30,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return mask(json.dumps(entry, default=str, separators=(",", ":")))
+        # masked before serializing (JSON escapes would hide a secret from the masker), and
+        # again after, for any spelling only the serializer produces
+        safe = mask_value(json.loads(json.dumps(entry, default=str)))
+        return mask(json.dumps(safe, separators=(",", ":")))
 
 
 def configure(level: int = logging.INFO) -> None:

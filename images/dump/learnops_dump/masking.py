@@ -2,14 +2,19 @@
 
 pg_dump, psql and libpq print connection strings and error text we do not
 control, so every such text passes through `mask` before it reaches a log line,
-an exception, a manifest or the termination message.
+an exception, a manifest or the termination message. A secret is removed in
+every spelling a tool or a serializer may give it (percent-encoding, pgpass and
+JSON escapes), and always before any text is cut: a cut first could keep half
+of a secret that the masker no longer recognises.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from urllib.parse import quote
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 _URI_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
@@ -19,22 +24,39 @@ _PASSWORD_KV = re.compile(
 
 _lock = threading.Lock()
 _known: set[str] = set()
+_longest = 0
+
+
+def spellings(secret: str) -> set[str]:
+    """The secret as written raw, percent-encoded, pgpass-escaped and JSON/repr-escaped."""
+    pgpass = secret.replace("\\", "\\\\").replace(":", "\\:")
+    forms = {secret, pgpass}
+    for form in (secret, pgpass):
+        forms |= {quote(form, safe=""), quote_plus(form, safe=""), quote(form)}
+        forms |= {json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1]}
+        forms.add(repr(form)[1:-1])
+    # lower-case hex digits are the same percent-encoding
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in set(forms)}
+    return {f for f in forms if f}
 
 
 def register_secret(secret: str) -> None:
     """Remember a secret value so that `mask` removes it wherever it shows up."""
+    global _longest
     if not secret:
         return
+    forms = spellings(secret)
     with _lock:
-        _known.add(secret)
-        # libpq and URLs may print the percent-encoded form of the same value.
-        _known.add(quote(secret, safe=""))
+        _known.update(forms)
+        _longest = max(_longest, *(len(f.encode()) for f in forms))
 
 
 def forget_secrets() -> None:
     """Drop every registered secret (tests use this to stay independent)."""
+    global _longest
     with _lock:
         _known.clear()
+        _longest = 0
 
 
 def mask(text: str) -> str:
@@ -45,3 +67,51 @@ def mask(text: str) -> str:
         text = text.replace(secret, MASK)
     text = _URI_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     return _PASSWORD_KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+
+def _mask_bytes(data: bytes) -> bytes:
+    # surrogateescape keeps undecodable bytes as they are, so masking never shifts them
+    return mask(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+class MaskedTail:
+    """The last `limit` bytes of a stream, masked before anything is dropped.
+
+    Whenever the buffer outgrows twice its bound it is masked whole and only then
+    trimmed; the end is never trimmed, so a secret split across two chunks is still
+    whole when the next mask runs.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+
+    def feed(self, block: bytes) -> None:
+        self._buf += block
+        keep = self.limit + 8 * _longest + 64
+        if len(self._buf) > 2 * keep:
+            masked = _mask_bytes(bytes(self._buf))
+            self._buf = bytearray(masked[-keep:])
+
+    def text(self) -> str:
+        """Masked, then cut to `limit` bytes, then decoded (no secret survives the cut)."""
+        masked = _mask_bytes(bytes(self._buf))[-self.limit :]
+        return mask(masked.decode("utf-8", "replace")).strip()
+
+
+def masked_tail(blocks: Iterable[bytes], limit: int) -> str:
+    tail = MaskedTail(limit)
+    for block in blocks:
+        tail.feed(block)
+    return tail.text()
+
+
+def mask_value(value: object) -> object:
+    """Mask every string inside a JSON-like value (before it is serialized)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask_value(k): mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(v) for v in value]
+    return value

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .digests import tree_digest
+from .artifacts import TEMP_PREFIX, artifact_digest, extension
 from .errors import ConfigError, DumpFailed, StorageFailed, TimedOut
-from .procs import Supervisor, tail
+from .procs import Supervisor, file_tail
 from .settings import Compression, DumpFormat
-from .storage import Storage, write_all
+from .storage import Storage
 
 CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -35,11 +35,6 @@ NAP_SECONDS = 0.004
 # pg_dump compresses lz4/zstd itself from this major on; gzip always.
 NATIVE_LZ4_ZSTD_MAJOR = 16
 EXTERNAL = {"zstd": ("zstd", "-q", "-c", "--no-progress"), "lz4": ("lz4", "-q", "-c")}
-DECOMPRESS = {
-    ".zst": ("zstd", "-d", "-q", "-c"),
-    ".lz4": ("lz4", "-d", "-q", "-c"),
-    ".gz": ("gzip", "-d", "-c"),
-}
 
 
 @dataclass(frozen=True)
@@ -69,17 +64,13 @@ def make_plan(fmt: DumpFormat, compression: Compression, client_major: int) -> P
     """Native compression where this pg_dump supports it, else an external stage."""
     algo, level = compression.algorithm, compression.level
     flag = {DumpFormat.CUSTOM: "c", DumpFormat.PLAIN: "p", DumpFormat.DIRECTORY: "d"}[fmt]
-    base_ext = {DumpFormat.CUSTOM: ".dump", DumpFormat.PLAIN: ".sql", DumpFormat.DIRECTORY: ".dir"}
-    ext = base_ext[fmt]
     compressor: tuple[str, ...] | None = None
     if algo == "none":
         z = "0"
     elif algo == "gzip":
         z = f"gzip:{level}" if client_major >= NATIVE_LZ4_ZSTD_MAJOR else str(level)
-        ext += ".gz" if fmt is DumpFormat.PLAIN else ""
     elif client_major >= NATIVE_LZ4_ZSTD_MAJOR:
         z = f"{algo}:{level}"
-        ext += {"zstd": ".zst", "lz4": ".lz4"}[algo] if fmt is DumpFormat.PLAIN else ""
     elif fmt is DumpFormat.DIRECTORY:
         raise ConfigError(
             f"BACKUP_COMPRESSION={algo} with BACKUP_FORMAT=directory needs pg_dump >= "
@@ -88,7 +79,7 @@ def make_plan(fmt: DumpFormat, compression: Compression, client_major: int) -> P
     else:
         z = "0"
         compressor = (*EXTERNAL[algo], f"-{level}")
-        ext += {"zstd": ".zst", "lz4": ".lz4"}[algo]
+    ext = extension(fmt, algo, external=compressor is not None)
     return Plan(fmt, (f"-F{flag}", "-Z", z, "-w", "--no-sync"), compressor, ext)
 
 
@@ -119,6 +110,12 @@ def stream_dump(
         if plan.format is DumpFormat.DIRECTORY:
             _dump_directory(sup, pg_dump, plan, env, storage, final_name, dump_err, outcome)
             return
+        try:  # before any child starts: a failure here leaves nothing running
+            fd = storage.create(f"{TEMP_PREFIX}{final_name}", replace_planted=True)
+        except OSError as exc:
+            raise StorageFailed(
+                f"storage: cannot create the temporary artifact ({exc.strerror})"
+            ) from None
         dump_stage, comp_stage = (
             Stage("pg_dump"),
             Stage(plan.compressor[0]) if plan.compressor else None,
@@ -130,7 +127,11 @@ def stream_dump(
                 [pg_dump, *plan.dump_args], env, stdout=subprocess.PIPE, stderr=dump_err, bufsize=0
             )
         except OSError as exc:
+            os.close(fd)
             raise DumpFailed(f"cannot start pg_dump: {exc.strerror}") from None
+        except TimedOut:
+            os.close(fd)
+            raise
         procs.append((dump_stage, dump))
         roomy = _enlarge_pipe(dump.stdout)
         source = dump.stdout
@@ -150,6 +151,7 @@ def stream_dump(
                 dump.stdout.close()
                 dump.kill()
                 dump_stage.exit_code = sup.wait(dump)
+                os.close(fd)
                 if isinstance(exc, TimedOut):
                     raise
                 raise DumpFailed(f"cannot start {comp_stage.name}: {exc.strerror}") from None
@@ -160,18 +162,18 @@ def stream_dump(
             source = comp.stdout
         assert source is not None
         storage_error: OSError | None = None
-        with storage.open_temp(final_name) as fd:
-            try:
-                outcome.size, outcome.sha256 = _copy(source, fd, nap=roomy)
-            except OSError as exc:
-                storage_error = exc
-                for _, proc in procs:  # nobody reads any more: stop the producers now
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-            finally:
-                source.close()
-                for stage, proc in procs:
-                    stage.exit_code = sup.wait(proc)
+        try:
+            outcome.size, outcome.sha256 = _copy(source, fd, nap=roomy)
+        except OSError as exc:
+            storage_error = exc
+            for _, proc in procs:  # nobody reads any more: stop the producers now
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        finally:
+            os.close(fd)
+            source.close()
+            for stage, proc in procs:
+                stage.exit_code = sup.wait(proc)
         if storage_error is not None:
             raise StorageFailed(f"storage: cannot write the artifact ({storage_error.strerror})")
         sup.check()
@@ -208,7 +210,7 @@ def _dump_directory(
     """pg_dump writes the directory itself; we hash its files afterwards, chunked."""
     stage = Stage("pg_dump")
     outcome.stages.append(stage)
-    target = storage.temp_path(final_name)
+    target = storage.make_dir(f"{TEMP_PREFIX}{final_name}")
     proc = sup.spawn(
         [pg_dump, *plan.dump_args, "-f", str(target)],
         env,
@@ -224,16 +226,18 @@ def _dump_directory(
         )
     _raise_for_stages(outcome.stages, {"pg_dump": dump_err})
     try:
-        outcome.size, outcome.sha256 = tree_digest(target)
+        outcome.size, outcome.sha256 = artifact_digest(target, sup.check)
     except OSError as exc:
         raise StorageFailed(f"storage: cannot read the dump directory ({exc.strerror})") from None
 
 
+def write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
 def _err_text(stream: IO[bytes]) -> str:
-    stream.seek(0, os.SEEK_END)
-    end = stream.tell()
-    stream.seek(max(0, end - 8192))
-    return tail(stream.read())
+    return file_tail(stream)
 
 
 def _disk_full(stream: IO[bytes]) -> bool:

@@ -19,14 +19,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 from typing import IO, Any
 
-from .errors import TimedOut
-from .masking import mask
+from .errors import RunnerError, TimedOut
+from .masking import MaskedTail, masked_tail
 
 log = logging.getLogger(__name__)
 # Directories a child may find its tools in; nothing else of our PATH is inherited.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 STDERR_TAIL_BYTES = 8192
 CLEANUP_SECONDS = 10
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Supervisor:
@@ -61,6 +62,13 @@ class Supervisor:
             self.request_stop(f"timed out after {self.timeout_seconds:g}s")
         if self.reason is not None:
             raise TimedOut(self.reason)
+
+    def as_stop(self, exc: RunnerError) -> RunnerError:
+        """A failure that follows a stop is the stop (exit 5): a child killed by our
+        SIGTERM fails its stage, and that must not read as a broken artifact."""
+        if self.stopped and not isinstance(exc, TimedOut):
+            return TimedOut(self.reason)
+        return exc
 
     def remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
@@ -150,16 +158,17 @@ class Supervisor:
         out, err = _communicate(proc, stdin, capture_limit)
         rc = self.wait(proc)
         self.check()
-        return rc, out.decode("utf-8", "replace"), tail(err)
+        return rc, out.decode("utf-8", "replace"), err
 
     @contextlib.contextmanager
     def handle_signals(self) -> Iterator[None]:
-        """SIGTERM/SIGINT stop the run like the timeout does (kubelet's deadline)."""
+        """SIGTERM/SIGINT/SIGHUP stop the run like the timeout does (kubelet's deadline), so
+        every exit path we control still runs the cleanup (the private pgpass goes)."""
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             self.request_stop(f"terminated by {signal.Signals(signum).name}")
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -169,34 +178,41 @@ class Supervisor:
 
 def _communicate(
     proc: subprocess.Popen[bytes], stdin: bytes | None, limit: int
-) -> tuple[bytes, bytes]:
-    """Like communicate(), but keeps at most `limit` bytes of each stream."""
-    chunks: dict[str, bytearray] = {"out": bytearray(), "err": bytearray()}
+) -> tuple[bytes, str]:
+    """Like communicate(), but bounded: at most `limit` bytes of stdout, and the masked
+    tail of stderr (masked before it is cut)."""
+    out = bytearray()
+    err = MaskedTail(STDERR_TAIL_BYTES)
 
-    def drain(stream: IO[bytes], key: str) -> None:
-        buf = chunks[key]
+    def drain_err(stream: IO[bytes]) -> None:
         while block := stream.read(65536):
-            buf += block
-            if len(buf) > limit:
-                del buf[: len(buf) - limit]
+            err.feed(block)
 
     assert proc.stdout is not None
     assert proc.stderr is not None
-    reader = threading.Thread(target=drain, args=(proc.stderr, "err"), daemon=True)
+    reader = threading.Thread(target=drain_err, args=(proc.stderr,), daemon=True)
     reader.start()
     if stdin is not None and proc.stdin is not None:
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.write(stdin)
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
-    drain(proc.stdout, "out")
+    while block := proc.stdout.read(65536):
+        if len(out) < limit:
+            out += block[: limit - len(out)]
     reader.join()
-    return bytes(chunks["out"]), bytes(chunks["err"])
+    return bytes(out), err.text()
+
+
+def file_tail(stream: IO[bytes], limit: int = STDERR_TAIL_BYTES) -> str:
+    """The masked tail of a captured stderr file, read whole in chunks (masked before the cut)."""
+    stream.seek(0)
+    return masked_tail(iter(lambda: stream.read(1 << 16), b""), limit)
 
 
 def tail(data: bytes, limit: int = STDERR_TAIL_BYTES) -> str:
-    """The masked last `limit` bytes of a child's output, as text."""
-    return mask(data[-limit:].decode("utf-8", "replace")).strip()
+    """The last `limit` bytes of a child's output as text, masked before the cut."""
+    return masked_tail([data], limit)
 
 
 def child_env(params: Mapping[str, str], passfile: str | None, tmpdir: str) -> dict[str, str]:

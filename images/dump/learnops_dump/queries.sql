@@ -21,3 +21,8 @@ CREATE DATABASE :"scratch" TEMPLATE template0;
 
 -- name: drop_scratch_database --
 DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);
+
+-- name: system_identifier --
+-- The cluster's unique id (pg_controldata's "Database system identifier"); may be refused to a
+-- role without the right to call pg_control_system(), which only costs the manifest that fact.
+SELECT system_identifier FROM pg_control_system();

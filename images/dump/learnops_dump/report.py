@@ -1,17 +1,41 @@
-"""The run's summary: the manifest (storage) and the termination message (Kubernetes)."""
+"""The run's summary: the manifest (storage) and the termination message (Kubernetes).
+
+The termination message follows the schema in docs/dump.md ("Termination message"): the
+operator parses it strictly, so every value is bounded and clean here, whatever the
+database, the server or an error text put into it.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
-from .errors import RunnerError
-from .masking import mask
+from .errors import REASONS, RunnerError
+from .masking import mask, mask_value
 
 TERMINATION_LIMIT = 4096
+ELLIPSIS = "..."
+# Bytes each string may take once JSON-encoded (quotes excluded). Their sum plus the keys, the
+# fixed-size values and the punctuation stays well below TERMINATION_LIMIT, so no field can
+# crowd out another; the message is cut first if the total still overflows.
+STRING_LIMITS = {
+    "message": 1536,
+    "artifact": 255,
+    "database": 255,
+    "host": 512,
+    "serverVersion": 128,
+    "clientVersion": 32,
+    "format": 16,
+    "compression": 16,
+    "runnerVersion": 32,
+}
 # The keys of the termination message, fixed by the contract with the operator.
 CONTRACT_KEYS = (
     "status",
@@ -32,10 +56,45 @@ CONTRACT_KEYS = (
     "compression",
     "runnerVersion",
 )
+# Control, format (e.g. bidi overrides), surrogate and line/paragraph separator characters.
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_SIZE = 2**63 - 1
 
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def clean(text: str) -> str:
+    """`text` with each run of unsafe characters replaced by one space."""
+    out: list[str] = []
+    for char in text:
+        if unicodedata.category(char) in _UNSAFE_CATEGORIES:
+            if out and out[-1] != " ":
+                out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out).strip()
+
+
+def _json_len(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
+def bounded(text: str, limit: int) -> str:
+    """Masked, cleaned, and cut on a character boundary to `limit` JSON-encoded bytes."""
+    text = clean(mask(text))
+    if _json_len(text) <= limit:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _json_len(text[:mid] + ELLIPSIS) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + ELLIPSIS
 
 
 @dataclass
@@ -48,6 +107,7 @@ class Report:
     format: str
     compression: str
     credential_source: str
+    port: str = ""
     finished: datetime | None = None
     error: RunnerError | None = None
     artifact: str | None = None
@@ -55,9 +115,14 @@ class Report:
     sha256: str | None = None
     server_version: str | None = None
     client_version: str | None = None
+    system_identifier: str | None = None
     stages: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    clock: float = field(default_factory=time.monotonic)
+    """Monotonic start: the duration never goes negative when the wall clock jumps."""
+    elapsed: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,10 +137,18 @@ class Report:
             self.error = error
             self.artifact = self.size = self.sha256 = None
 
+    def finish(self) -> None:
+        self.finished = datetime.now(UTC)
+        self.elapsed = time.monotonic() - self.clock
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(mask(text))
+
     def summary(self) -> dict[str, Any]:
         """The contract's keys (termination message and the manifest's top level)."""
         finished = self.finished or datetime.now(UTC)
-        return {
+        elapsed = self.elapsed if self.elapsed is not None else time.monotonic() - self.clock
+        data = {
             "status": "ok" if self.ok else "failed",
             "exitCode": self.exit_code,
             "reason": "Ok" if self.error is None else self.error.reason,
@@ -85,7 +158,7 @@ class Report:
             "sha256": self.sha256,
             "startedAt": rfc3339(self.started),
             "finishedAt": rfc3339(finished),
-            "durationSeconds": round((finished - self.started).total_seconds(), 3),
+            "durationSeconds": round(elapsed, 3) if math.isfinite(elapsed) else 0.0,
             "database": self.database,
             "host": self.host,
             "serverVersion": self.server_version,
@@ -94,24 +167,71 @@ class Report:
             "compression": self.compression,
             "runnerVersion": __version__,
         }
+        masked = mask_value(data)
+        assert isinstance(masked, dict)
+        return masked
 
     def manifest(self) -> dict[str, Any]:
+        """The manifest: the summary plus where the data came from and what the run did."""
         return {
             **self.summary(),
+            "port": self.port,
+            "systemIdentifier": self.system_identifier,
             "credentialSource": self.credential_source,
             "stages": self.stages,
             "verification": self.verification,
+            "pruned": self.pruned,
+            "warnings": [mask(w) for w in self.warnings],
+        }
+
+    def placeholder(self) -> dict[str, Any]:
+        """What a reserved manifest says while its run is still going."""
+        return {
+            "status": "running",
+            "startedAt": rfc3339(self.started),
+            "database": mask(self.database),
+            "host": mask(self.host),
+            "runnerVersion": __version__,
         }
 
 
 def termination_message(summary: dict[str, Any]) -> str:
-    """Compact JSON of at most TERMINATION_LIMIT bytes; the message is cut to fit."""
-    data = {key: summary[key] for key in CONTRACT_KEYS}
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    message = str(data["message"])
-    while len(text.encode()) > TERMINATION_LIMIT and message:
+    """Compact JSON of at most TERMINATION_LIMIT bytes, every value within its schema."""
+    data: dict[str, Any] = {}
+    for key in CONTRACT_KEYS:
+        value = summary.get(key)
+        if key in STRING_LIMITS:
+            data[key] = None if value is None else bounded(str(value), STRING_LIMITS[key])
+        else:
+            data[key] = value
+    if data["status"] not in ("ok", "failed"):
+        data["status"] = "failed"
+    if data["reason"] not in REASONS:
+        data["reason"] = "InternalError"
+    if not isinstance(data["exitCode"], int) or not 0 <= data["exitCode"] <= 255:
+        data["exitCode"] = 1
+    if data["artifact"] == "":
+        data["artifact"] = None
+    size = data["sizeBytes"]
+    if not (isinstance(size, int) and 0 <= size <= MAX_SIZE):
+        data["sizeBytes"] = None
+    if not (isinstance(data["sha256"], str) and _SHA256.fullmatch(data["sha256"])):
+        data["sha256"] = None
+    duration = data["durationSeconds"]
+    if not (isinstance(duration, int | float) and math.isfinite(duration) and duration >= 0):
+        data["durationSeconds"] = 0.0
+    for key in ("serverVersion", "clientVersion"):
+        if data[key] == "":
+            data[key] = None
+    for key in ("database", "host", "format", "compression", "runnerVersion", "message"):
+        if data[key] is None:
+            data[key] = ""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    while len(text.encode()) > TERMINATION_LIMIT and data["message"]:
+        # defensive: the limits above already fit; shorten the message, never the facts
         excess = len(text.encode()) - TERMINATION_LIMIT
-        message = message[: max(0, len(message) - excess - 3)]
-        data["message"] = message + "..."
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        data["message"] = bounded(data["message"], max(0, _json_len(data["message"]) - excess))
+        if data["message"] == ELLIPSIS:
+            data["message"] = ""
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text

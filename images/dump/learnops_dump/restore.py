@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 from .artifacts import Artifact, opened
 from .errors import VerificationFailed
-from .procs import Supervisor, tail
+from .masking import MaskedTail
+from .procs import STDERR_TAIL_BYTES, Supervisor
 from .settings import DumpFormat
 from .versions import Client
 
@@ -70,10 +71,10 @@ def restore_into(
             stderr=subprocess.PIPE,
         )
         assert proc.stderr is not None
-        err = b""
+        err = MaskedTail(STDERR_TAIL_BYTES)
         while block := proc.stderr.read(65536):
-            err = (err + block)[-8192:]
+            err.feed(block)
         rc = sup.wait(proc)
     sup.check()
     if rc != 0:
-        raise VerificationFailed(f"restore of {artifact.path.name} exited with {rc}: {tail(err)}")
+        raise VerificationFailed(f"restore of {artifact.path.name} exited with {rc}: {err.text()}")

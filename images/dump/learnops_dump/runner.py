@@ -1,12 +1,14 @@
 """`learnops-dump run`: one backup, as direct as a shell script, one step per function.
 
-check storage -> private pgpass -> probe server -> pick pg_dump -> stream dump
--> verify -> rename -> manifest + latest.json -> prune. Whatever fails, the
-manifest (if storage allows) and the termination message are still written.
+reserve a name (storage) -> private pgpass -> probe server -> pick pg_dump -> stream dump
+-> verify everything -> under the prefix lock: final name, manifest, latest, prune.
+Whatever fails, the manifest (if storage allows) and the termination message are still
+written, and no final-named artifact exists without its manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +23,20 @@ from .procs import Supervisor, child_env
 from .report import Report, termination_message
 from .retention import prune
 from .settings import Settings, VerifyMode
-from .storage import LATEST, MANIFEST_SUFFIX, Storage
-from .verify import verify_list, verify_restore
-from .versions import Client, choose_client, client_version, installed_clients, probe_server
+from .storage import Reservation, Storage, wait_at_most
+from .verify import verify_archive, verify_restore
+from .versions import (
+    Client,
+    choose_client,
+    client_version,
+    installed_clients,
+    probe_server,
+    system_identifier,
+)
 
 log = logging.getLogger(__name__)
+# How long publishing waits for another run of the prefix to finish its own (short) step.
+LOCK_WAIT_SECONDS = 30
 
 
 def run(settings: Settings) -> int:
@@ -34,6 +45,7 @@ def run(settings: Settings) -> int:
         started=datetime.now(UTC),
         database=settings.target.dbname,
         host=settings.target.host,
+        port=settings.target.port,
         format=settings.format.value,
         compression=str(settings.compression),
         credential_source=settings.target.source,
@@ -41,24 +53,30 @@ def run(settings: Settings) -> int:
     event(log, "run.start", "backup started", database=report.database, host=report.host)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     storage: Storage | None = None
-    stem: str | None = None
+    reservation: Reservation | None = None
     with sup.handle_signals():
         try:
-            storage = Storage(settings.require_storage_root())
-            storage.check()
-            storage.clean_leftovers()
-            stem = storage.unique_stem(f"{settings.prefix}-{report.started:%Y%m%dT%H%M%SZ}")
-            _backup(settings, sup, storage, stem, report)
+            storage = Storage(settings.require_storage_root(), settings.prefix)
+            storage.open()
+            with storage.locked(sup.check):
+                storage.clean_dead_runs(report.started)
+                reservation = storage.reserve(report.started, report.placeholder())
+            _backup(settings, sup, storage, reservation.stem, report)
         except RunnerError as exc:
-            report.fail(exc)
+            report.fail(sup.as_stop(exc))
         except Exception as exc:  # a bug: still leave a manifest and a termination message
             log.error("internal error", extra={"event": "run.internal_error"}, exc_info=True)
             report.fail(InternalError(mask(f"{type(exc).__name__}: {exc}")))
         finally:
             sup.close()
-        report.finished = datetime.now(UTC)
-        if storage is not None and stem is not None:
-            _record(settings, storage, stem, report)
+        report.finish()
+        if storage is not None and reservation is not None:
+            try:
+                _record(settings, storage, reservation, report)
+            finally:
+                storage.release(reservation)
+        if storage is not None:
+            storage.close()
         _terminate(settings.termination_log, report)
     return report.exit_code
 
@@ -66,6 +84,8 @@ def run(settings: Settings) -> int:
 def _backup(
     settings: Settings, sup: Supervisor, storage: Storage, stem: str, report: Report
 ) -> None:
+    """Dump and verify into this run's temporary name (publishing is `_record`'s)."""
+    assert report.artifact is None
     clients = installed_clients(settings.client_dirs)
     if not clients:
         raise ConfigError("no pg_dump found (BACKUP_PG_CLIENT_DIRS)")
@@ -76,6 +96,7 @@ def _backup(
         env = child_env(params, str(passfile) if passfile else None, str(tmpdir))
         server = probe_server(sup, clients[-1].tool("psql"), env)
         report.server_version = server.text
+        report.system_identifier = system_identifier(sup, clients[-1].tool("psql"), env)
         client = choose_client(clients, server.major)
         report.client_version = client_version(sup, client, env)
         event(
@@ -94,10 +115,6 @@ def _backup(
             event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
             _verify(settings, sup, client, storage.temp_path(name), env, report)
             sup.check()
-            storage.commit(name)
-        except BaseException:
-            storage.discard(name)
-            raise
         finally:
             report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
         report.artifact, report.size, report.sha256 = name, outcome.size, outcome.sha256
@@ -115,31 +132,70 @@ def _verify(
         report.verification = {"mode": "none"}
         return
     artifact = Artifact.of(path)
-    entries = verify_list(sup, client, artifact, env)
-    report.verification = {"mode": "list", "tocEntries": entries}
+    entries = verify_archive(sup, client, artifact, env)
+    report.verification = {"mode": "list", "tocEntries": entries, "dataRead": True}
     if settings.verify is VerifyMode.RESTORE:
         tables = verify_restore(sup, client, artifact, env)
-        report.verification = {"mode": "restore", "tocEntries": entries, "tables": tables}
+        report.verification = {
+            "mode": "restore",
+            "tocEntries": entries,
+            "dataRead": True,
+            "tables": tables,
+        }
     event(log, "run.verified", "artifact verified", **report.verification)
 
 
-def _record(settings: Settings, storage: Storage, stem: str, report: Report) -> None:
-    """Manifest always; latest.json and pruning only after a success."""
+def _record(settings: Settings, storage: Storage, res: Reservation, report: Report) -> None:
+    """The manifest always; for a success, under the prefix lock: the artifact's final name,
+    its manifest, the `latest` pointer (if no newer run set it), then pruning."""
+    if not report.ok or report.artifact is None:
+        _record_failure(storage, res, report)
+        return
+    name = report.artifact
     try:
-        storage.write_json(f"{stem}{MANIFEST_SUFFIX}", report.manifest())
-        if report.ok:
-            storage.write_json(LATEST, report.manifest())
+        with storage.locked(wait_at_most(LOCK_WAIT_SECONDS)):
+            storage.commit(name)
+            try:
+                storage.finish(res, report.manifest())
+            except StorageFailed:
+                with contextlib.suppress(OSError):
+                    storage.remove(name)  # never a final-named artifact without its manifest
+                raise
+            _publish(settings, storage, res, report)
     except StorageFailed as exc:
         report.fail(exc)
-        return
-    if report.ok:
-        report.pruned = prune(
-            storage,
-            settings.prefix,
-            settings.retention,
-            settings.failed_retention_days,
-            datetime.now(UTC),
-        )
+        _record_failure(storage, res, report)
+
+
+def _publish(settings: Settings, storage: Storage, res: Reservation, report: Report) -> None:
+    try:
+        if not storage.point_latest(res, report.manifest()):
+            event(log, "run.not_latest", "a newer run is already latest; pointer left alone")
+    except StorageFailed as exc:
+        report.warn(f"{exc.message}; the latest pointer still names an older backup")
+    protect = {report.artifact or "", storage.latest_artifact() or ""} - {""}
+    report.pruned, warnings = prune(
+        storage,
+        settings.retention,
+        settings.failed_retention_days,
+        datetime.now(UTC),
+        protect,
+    )
+    for text in warnings:
+        report.warn(text)
+    if report.pruned or report.warnings:
+        try:
+            storage.write_json(res.manifest, report.manifest())
+        except StorageFailed as exc:
+            log.warning(exc.message, extra={"event": "run.manifest_update_failed"})
+
+
+def _record_failure(storage: Storage, res: Reservation, report: Report) -> None:
+    try:
+        storage.finish(res, report.manifest())
+    except StorageFailed as exc:
+        log.warning(exc.message, extra={"event": "run.manifest_failed"})
+        storage.fail_in_place(res, report.manifest())
 
 
 def _terminate(path: Path, report: Report) -> None:

@@ -1,58 +1,150 @@
-"""Prove an artifact restores: `pg_restore --list` always, a scratch restore on request."""
+"""Everything that proves an artifact is what it claims to be.
+
+- `check_manifest`: the manifest beside it says "ok", names it, and its sizeBytes and
+  sha256 are those of the bytes on disk (an artifact without a manifest is refused unless
+  forced).
+- `verify_archive`: the whole archive reads back: an outer-compressed stream is decompressed
+  completely, the table of contents lists, and every data block is decompressed and parsed
+  (`pg_restore -f /dev/null`); a plain script must end with pg_dump's trailer. The archive's
+  own header must name the database the manifest says it came from.
+- `check_source`: before `restore`, the backup must come from the database and server this
+  configuration backs up (unless allowed otherwise).
+- `verify_restore`: optionally, a scratch restore with row counts compared.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import secrets
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from .artifacts import Artifact, check_integrity, opened
+from .artifacts import Artifact, artifact_digest, manifest_for, opened
 from .errors import VerificationFailed
-from .procs import Supervisor, tail
+from .logs import event
+from .procs import Supervisor, file_tail
 from .queries import query
 from .restore import psql_script, restore_into
 from .settings import DumpFormat
+from .storage import read_json_at
 from .versions import Client
 
 log = logging.getLogger(__name__)
 PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
 TAIL_BYTES = 4096
+TESTER = {"zstd": ("zstd", "-t", "-q"), "lz4": ("lz4", "-t", "-q"), "gzip": ("gzip", "-t")}
+_HEADER_DBNAME = re.compile(rb";\s+dbname: (.*)")
 
 
-def verify_list(sup: Supervisor, client: Client, artifact: Artifact, env: dict[str, str]) -> int:
-    """The archive's TOC reads back (custom/directory) or the SQL ends properly (plain).
+def check_manifest(sup: Supervisor, artifact: Artifact, *, force: bool) -> dict[str, Any] | None:
+    """The artifact's own manifest, checked against the bytes; None only when forced."""
+    name = artifact.path.name
+    path = manifest_for(artifact.path)
+    manifest = read_json_at(path) if path is not None else None
+    if manifest is None:
+        if not force:
+            raise VerificationFailed(
+                f"{name}: no readable manifest beside it, so nothing says what it is; "
+                "pass --force to check it anyway"
+            )
+        event(log, "verify.no_manifest", "no manifest beside it; sha256 not checked (--force)")
+        return None
+    if manifest.get("status") != "ok" or manifest.get("artifact") != name:
+        raise VerificationFailed(f"{name}: its manifest does not record it as a good backup")
+    try:
+        size, sha256 = artifact_digest(artifact.path, sup.check)
+    except OSError as exc:
+        raise VerificationFailed(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    if size != manifest.get("sizeBytes"):
+        raise VerificationFailed(f"{name}: size {size} differs from its manifest")
+    if sha256 != manifest.get("sha256"):
+        raise VerificationFailed(f"{name}: sha256 differs from its manifest")
+    return manifest
 
-    Returns the number of TOC entries (plain: 0).
-    """
-    check_integrity(sup, artifact, env)
+
+def verify_archive(
+    sup: Supervisor,
+    client: Client,
+    artifact: Artifact,
+    env: dict[str, str],
+    database: str | None = None,
+) -> int:
+    """Read the whole artifact back; returns the number of TOC entries (plain: 0).
+
+    `database`, if given, must be the dbname the archive's header records."""
+    if artifact.outer is not None:
+        rc, _, err = sup.run([*TESTER[artifact.outer], str(artifact.path)], env)
+        if rc != 0:
+            raise VerificationFailed(f"{artifact.path.name}: {artifact.outer} test failed: {err}")
     if artifact.format is DumpFormat.PLAIN:
         _check_plain_trailer(sup, artifact, env)
         return 0
-    # pg_restore reads a plain archive itself; an outer-compressed one arrives on stdin.
+    entries, dbname = _list(sup, client, artifact, env)
+    if database is not None and dbname is not None and dbname != database:
+        raise VerificationFailed(
+            f"{artifact.path.name}: the archive is a dump of another database than its "
+            "manifest records"
+        )
+    _read_everything(sup, client, artifact, env)
+    return entries
+
+
+def _pg_restore(
+    sup: Supervisor, client: Client, artifact: Artifact, env: dict[str, str], args: list[str]
+) -> tuple[int, int, str | None, str]:
+    """pg_restore over the archive (from a stream if outer-compressed).
+
+    Returns (rc, TOC entries listed on stdout, the header's dbname, masked stderr tail)."""
     feed = opened(sup, artifact, env) if artifact.outer else contextlib.nullcontext(None)
-    with feed as stream:
+    with feed as stream, tempfile.TemporaryFile(dir=env.get("TMPDIR")) as err:
         target = [str(artifact.path)] if artifact.outer is None else []
         proc = sup.spawn(
-            [client.tool("pg_restore"), "--list", *target],
+            [client.tool("pg_restore"), *args, *target],
             env,
             stdin=stream or subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=err,
         )
         assert proc.stdout is not None
-        entries, last = 0, b""
+        entries, dbname = 0, None
         for line in proc.stdout:
-            last = line
-            entries += bool(line.strip()) and not line.startswith(b";")
+            if line.startswith(b";"):
+                match = _HEADER_DBNAME.match(line.rstrip(b"\n"))
+                if match and dbname is None:
+                    dbname = match.group(1).decode("utf-8", "replace").strip()
+            elif line.strip():
+                entries += 1
         rc = sup.wait(proc)
+        text = file_tail(err)
     sup.check()
+    return rc, entries, dbname, text
+
+
+def _list(
+    sup: Supervisor, client: Client, artifact: Artifact, env: dict[str, str]
+) -> tuple[int, str | None]:
+    rc, entries, dbname, err = _pg_restore(sup, client, artifact, env, ["--list"])
     if rc != 0 or entries == 0:
         raise VerificationFailed(
-            f"{artifact.path.name}: pg_restore --list exited with {rc}: {tail(last)}"
+            f"{artifact.path.name}: pg_restore --list exited with {rc}: {err or 'no entries'}"
         )
-    return entries
+    return entries, dbname
+
+
+def _read_everything(
+    sup: Supervisor, client: Client, artifact: Artifact, env: dict[str, str]
+) -> None:
+    rc, _, _, err = _pg_restore(sup, client, artifact, env, ["-f", os.devnull])
+    if rc != 0:
+        raise VerificationFailed(
+            f"{artifact.path.name}: reading every data block failed "
+            f"(pg_restore -f {os.devnull} exited with {rc}): {err}"
+        )
 
 
 def _check_plain_trailer(sup: Supervisor, artifact: Artifact, env: dict[str, str]) -> None:
@@ -63,6 +155,36 @@ def _check_plain_trailer(sup: Supervisor, artifact: Artifact, env: dict[str, str
     sup.check()
     if PLAIN_TRAILER not in end:
         raise VerificationFailed(f"{artifact.path.name}: the SQL script is incomplete")
+
+
+def check_source(
+    manifest: dict[str, Any] | None,
+    archive_db: str | None,
+    database: str | None,
+    system_identifier: str | None,
+) -> None:
+    """The backup must be of `database` (if given) on the server `system_identifier` names."""
+    recorded = manifest.get("database") if manifest else archive_db
+    if database is not None and recorded is not None and recorded != database:
+        raise VerificationFailed(
+            "the artifact is a backup of another database than this configuration backs up "
+            "(PGDATABASE); pass --allow-other-source to restore it anyway"
+        )
+    theirs = manifest.get("systemIdentifier") if manifest else None
+    if theirs and system_identifier and theirs != system_identifier:
+        raise VerificationFailed(
+            "the artifact comes from another server (system identifier) than the one this "
+            "restore connects to; pass --allow-other-source to restore it anyway"
+        )
+
+
+def archive_database(
+    sup: Supervisor, client: Client, artifact: Artifact, env: dict[str, str]
+) -> str | None:
+    """The dbname an archive's header records (plain scripts record none)."""
+    if artifact.format is DumpFormat.PLAIN:
+        return None
+    return _list(sup, client, artifact, env)[1]
 
 
 def row_counts(sup: Supervisor, client: Client, env: dict[str, str]) -> dict[str, int]:

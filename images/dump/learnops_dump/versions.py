@@ -85,3 +85,14 @@ def probe_server(sup: Supervisor, psql: str, env: dict[str, str]) -> ServerVersi
     num = int(number)
     major = num // 10000 if num >= 100000 else num // 100
     return ServerVersion(major=major, text=text.strip())
+
+
+def system_identifier(sup: Supervisor, psql: str, env: dict[str, str]) -> str | None:
+    """The server's system identifier, or None if this role may not read it."""
+    rc, out, _ = sup.run(
+        [psql, "-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        env,
+        stdin=query("system_identifier").encode(),
+    )
+    text = out.strip()
+    return text if rc == 0 and text.isdigit() else None
