@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -86,3 +87,89 @@ def test_prune_removes_artifacts_and_manifests_and_old_failures_only(tmp_path: P
     )
     left = {p.name for p in tmp_path.iterdir()}
     assert {f"{fail_new}.manifest.json", f"{other}.dump", unreadable} <= left
+
+
+def _manifest(storage: Path, stem: str, finished: str, artifact: str | None = None) -> str:
+    artifact = artifact or f"{stem}.dump"
+    if "/" not in artifact:
+        (storage / artifact).write_bytes(b"x")
+    (storage / f"{stem}.manifest.json").write_text(
+        json.dumps({"status": "ok", "artifact": artifact, "finishedAt": finished})
+    )
+    return artifact
+
+
+LAST_ONE = Retention(last=1, daily=0, weekly=0, monthly=0)
+
+
+def test_a_manifest_without_a_time_zone_is_left_alone_with_a_warning(tmp_path: Path) -> None:
+    naive = _manifest(tmp_path, "t-20261101T030000Z", "2026-11-01T03:00:00")
+    new = _manifest(tmp_path, _stem("t", NOW), NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    removed, warnings = prune(Storage(tmp_path, "t"), LAST_ONE, 14, NOW, {new})
+    assert removed == []
+    assert (tmp_path / naive).exists()
+    assert any("without a time zone" in w for w in warnings)
+
+
+def test_a_future_dated_manifest_never_costs_the_backup_just_written(tmp_path: Path) -> None:
+    future = _manifest(tmp_path, "t-20991231T000000Z", "2099-12-31T00:00:00Z")
+    older = _manifest(tmp_path, _stem("t", NOW - timedelta(days=2)), "2026-11-28T03:00:00Z")
+    new = _manifest(tmp_path, _stem("t", NOW), NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    removed, warnings = prune(Storage(tmp_path, "t"), LAST_ONE, 14, NOW, {new})
+    assert (tmp_path / new).exists()
+    assert (tmp_path / future).exists()  # not trusted: neither counted nor deleted
+    assert removed == [older, older.replace(".dump", ".manifest.json")]
+    assert any("in the future" in w for w in warnings)
+
+
+def test_the_artifact_latest_names_survives_even_if_the_rules_drop_it(tmp_path: Path) -> None:
+    named = _manifest(tmp_path, _stem("t", NOW - timedelta(days=3)), "2026-11-27T03:00:00Z")
+    new = _manifest(tmp_path, _stem("t", NOW), NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    removed, _ = prune(Storage(tmp_path, "t"), LAST_ONE, 14, NOW, {new, named})
+    assert removed == []
+
+
+def test_a_manifest_naming_another_prefixes_artifact_deletes_nothing(tmp_path: Path) -> None:
+    theirs = _manifest(tmp_path, _stem("t-eu", NOW - timedelta(days=9)), "2026-11-21T03:00:00Z")
+    for name in (theirs, "../outside.dump", "/etc/passwd"):
+        stem = _stem("t", NOW - timedelta(days=5, seconds=len(name)))
+        (tmp_path / f"{stem}.manifest.json").write_text(
+            json.dumps({"status": "ok", "artifact": name, "finishedAt": "2026-11-25T03:00:00Z"})
+        )
+    new = _manifest(tmp_path, _stem("t", NOW), NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    removed, warnings = prune(Storage(tmp_path, "t"), LAST_ONE, 14, NOW, {new})
+    assert removed == []
+    assert (tmp_path / theirs).exists()
+    assert sum("not its own" in w for w in warnings) == 3
+
+
+def test_an_error_while_pruning_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    old = _stem("t", NOW - timedelta(days=4))
+    (tmp_path / f"{old}.dump").mkdir()  # a directory artifact we cannot delete
+    (tmp_path / f"{old}.dump" / "toc.dat").write_bytes(b"x")
+    (tmp_path / f"{old}.manifest.json").write_text(
+        json.dumps(
+            {"status": "ok", "artifact": f"{old}.dump", "finishedAt": "2026-11-26T03:00:00Z"}
+        )
+    )
+    new = _manifest(tmp_path, _stem("t", NOW), NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    (tmp_path / f"{old}.dump").chmod(0o500)
+    try:
+        if os.geteuid() == 0:  # root ignores the mode: make the removal fail another way
+            storage = Storage(tmp_path, "t")
+            original = storage.remove
+
+            def refuse(name: str) -> None:
+                if name.endswith(".dump") and name != new:
+                    raise PermissionError(13, "Permission denied")
+                original(name)
+
+            storage.remove = refuse  # type: ignore[method-assign]
+        else:
+            storage = Storage(tmp_path, "t")
+        removed, warnings = prune(storage, LAST_ONE, 14, NOW, {new})
+    finally:
+        (tmp_path / f"{old}.dump").chmod(0o700)
+    assert removed == []
+    assert any("cannot remove" in w and "Permission denied" in w for w in warnings)
+    assert (tmp_path / f"{old}.manifest.json").exists()  # kept while its artifact is there

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
-from .errors import REASONS, RunnerError
+from .errors import ERRORS, REASONS, RunnerError
 from .masking import mask, mask_value
 
 TERMINATION_LIMIT = 4096
@@ -204,12 +204,11 @@ def termination_message(summary: dict[str, Any]) -> str:
             data[key] = None if value is None else bounded(str(value), STRING_LIMITS[key])
         else:
             data[key] = value
-    if data["status"] not in ("ok", "failed"):
-        data["status"] = "failed"
-    if data["reason"] not in REASONS:
-        data["reason"] = "InternalError"
-    if not isinstance(data["exitCode"], int) or not 0 <= data["exitCode"] <= 255:
-        data["exitCode"] = 1
+    codes = {"Ok": 0, **{cls.reason: cls.exit_code for cls in ERRORS}}
+    consistent = data["reason"] in REASONS and data["exitCode"] == codes[data["reason"]]
+    if not consistent or data["status"] != ("ok" if data["reason"] == "Ok" else "failed"):
+        # never an "ok" that is not one: an inconsistent summary is a runner bug
+        data.update(status="failed", exitCode=1, reason="InternalError")
     if data["artifact"] == "":
         data["artifact"] = None
     size = data["sizeBytes"]
