@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -30,8 +31,31 @@ def canary_password() -> str:
 
 
 def secret_forms(password: str) -> list[str]:
-    """Every spelling of the password a leak could take."""
-    return [password, quote(password, safe=""), password.replace(":", "\\:")]
+    """Every spelling of the password a leak could take (raw, percent-encoded, pgpass- and
+    JSON-escaped)."""
+    pgpass = password.replace("\\", "\\\\").replace(":", "\\:")
+    forms = {password, quote(password, safe=""), password.replace(":", "\\:"), pgpass}
+    for form in (password, pgpass):
+        forms |= {json.dumps(form)[1:-1], json.dumps(form, ensure_ascii=False)[1:-1]}
+    return sorted(forms)
+
+
+REAL_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def fake_clients(base: Path, **scripts: str) -> str:
+    """A client bin dir of the real tools, with some replaced by shell scripts; returns the
+    BACKUP_PG_CLIENT_DIRS glob. `$REAL` in a script is the real bin dir."""
+    bindir = base / "clients" / "15" / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    for tool in ("psql", "pg_dump", "pg_restore"):
+        path = bindir / tool
+        if tool in scripts:
+            path.write_text(f"#!/bin/sh\nREAL={REAL_BIN}\n{scripts[tool]}\n")
+            path.chmod(0o755)
+        else:
+            path.symlink_to(REAL_BIN / tool)
+    return str(base / "clients" / "*" / "bin")
 
 
 def pgpass_line(conn: Conn, dbname: str | None = None) -> str:

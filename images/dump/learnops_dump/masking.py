@@ -22,8 +22,14 @@ _PASSWORD_KV = re.compile(
     r"""(?i)\b(password|passwd|pwd)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|\S+)"""
 )
 
+# A tool may print a secret in a spelling nobody can list (a shell's `echo` eats backslashes,
+# a formatter wraps lines): any run of FRAGMENT characters of a secret is masked as well.
+FRAGMENT = 8
+
 _lock = threading.Lock()
 _known: set[str] = set()
+_grams: set[str] = set()
+_fragments: re.Pattern[str] | None = None
 _longest = 0
 
 
@@ -45,17 +51,25 @@ def register_secret(secret: str) -> None:
     global _longest
     if not secret:
         return
+    global _fragments
     forms = spellings(secret)
     with _lock:
         _known.update(forms)
         _longest = max(_longest, *(len(f.encode()) for f in forms))
+        for form in (secret, secret.replace("\\", "\\\\").replace(":", "\\:")):
+            _grams.update(form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1))
+        if _grams:
+            alternatives = "|".join(map(re.escape, sorted(_grams)))
+            _fragments = re.compile(f"(?=({alternatives}))")
 
 
 def forget_secrets() -> None:
     """Drop every registered secret (tests use this to stay independent)."""
-    global _longest
+    global _longest, _fragments
     with _lock:
         _known.clear()
+        _grams.clear()
+        _fragments = None
         _longest = 0
 
 
@@ -63,10 +77,32 @@ def mask(text: str) -> str:
     """Return `text` without known secrets, URI userinfo or `password=` values."""
     with _lock:
         known = sorted(_known, key=len, reverse=True)
+        fragments = _fragments
     for secret in known:
         text = text.replace(secret, MASK)
+    if fragments is not None:
+        text = _mask_fragments(text, fragments)
     text = _URI_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     return _PASSWORD_KV.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+
+def _mask_fragments(text: str, fragments: re.Pattern[str]) -> str:
+    covered = bytearray(len(text))
+    for match in fragments.finditer(text):
+        start = match.start()
+        covered[start : start + FRAGMENT] = b"\1" * len(covered[start : start + FRAGMENT])
+    if not any(covered):
+        return text
+    out, i = [], 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append(MASK)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _mask_bytes(data: bytes) -> bytes:
