@@ -128,7 +128,9 @@ class Settings:
     )
     verify: VerifyMode = field(
         default=VerifyMode.LIST,
-        metadata=_meta("BACKUP_VERIFY", "list | restore (scratch db, row counts) | none."),
+        metadata=_meta(
+            "BACKUP_VERIFY", "list (TOC + every data block) | restore (+ scratch db) | none."
+        ),
     )
     termination_log: Path = field(
         default=Path("/dev/termination-log"),
