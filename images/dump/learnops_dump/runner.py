@@ -73,6 +73,9 @@ def run(settings: Settings) -> int:
         if storage is not None and reservation is not None:
             try:
                 _record(settings, storage, reservation, report)
+            except Exception as exc:  # a bug: the termination message must still be written
+                log.error("internal error", extra={"event": "run.internal_error"}, exc_info=True)
+                report.fail(InternalError(mask(f"{type(exc).__name__}: {exc}")))
             finally:
                 storage.release(reservation)
         if storage is not None:
@@ -174,13 +177,17 @@ def _publish(settings: Settings, storage: Storage, res: Reservation, report: Rep
     except StorageFailed as exc:
         report.warn(f"{exc.message}; the latest pointer still names an older backup")
     protect = {report.artifact or "", storage.latest_artifact() or ""} - {""}
-    report.pruned, warnings = prune(
-        storage,
-        settings.retention,
-        settings.failed_retention_days,
-        datetime.now(UTC),
-        protect,
-    )
+    try:
+        report.pruned, warnings = prune(
+            storage,
+            settings.retention,
+            settings.failed_retention_days,
+            datetime.now(UTC),
+            protect,
+        )
+    except Exception as exc:  # pruning never fails a backup that is already published
+        log.error("retention failed", extra={"event": "retention.error"}, exc_info=True)
+        warnings = [f"retention: {type(exc).__name__}: {exc}"]
     for text in warnings:
         report.warn(text)
     if report.pruned or report.warnings:
