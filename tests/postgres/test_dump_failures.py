@@ -248,3 +248,44 @@ def test_leftovers_of_a_crashed_run_are_removed(before: Before) -> None:
     leftover.write_bytes(b"partial")
     assert run_runner(before.world.env()).returncode == 0
     assert not leftover.exists()
+
+
+@pytest.mark.usefixtures("as_root")
+@pytest.mark.parametrize("spare_inodes", [1, 2, 3, 4])
+def test_an_exhausted_inode_table_never_leaves_an_artifact_without_its_manifest(
+    dump_world: DumpWorld, spare_inodes: int
+) -> None:
+    storage = dump_world.storage
+    probe = storage.parent / "probe"
+    probe.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(probe)], check=True)
+    # how many inodes one good backup leaves behind (root included); a run needs one more
+    # while it writes, a second run up to four more: each step of it meets a full table
+    try:
+        assert run_runner(dump_world.env(BACKUP_STORAGE_ROOT=str(probe))).returncode == 0
+        used = os.statvfs(probe).f_files - os.statvfs(probe).f_ffree
+    finally:
+        subprocess.run(["umount", str(probe)], check=True)
+    options = f"size=16m,nr_inodes={used + spare_inodes}"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(storage)], check=True)
+    try:
+        first = run_runner(dump_world.env())
+        assert first.returncode == 0, first.stderr
+        before = {p.name: p.read_bytes() for p in storage.iterdir()}
+        result = run_runner(dump_world.env())
+        assert result.returncode == (0 if spare_inodes == 4 else 6), result.stderr
+        term = json.loads(dump_world.termlog.read_text())
+        assert term["reason"] == ("Ok" if result.returncode == 0 else "StorageError")
+        names = set(os.listdir(storage))
+        assert not [n for n in names if n.startswith(".tmp-")]
+        for name in names:  # every artifact has its manifest, and it says so
+            if name.endswith((".dump.zst", ".dump")):
+                stem = name.split(".dump")[0]
+                manifest = json.loads((storage / f"{stem}.manifest.json").read_text())
+                assert manifest["status"] == "ok"
+                assert manifest["artifact"] == name
+        for name, data in before.items():
+            if name.endswith(".dump.zst"):
+                assert (storage / name).read_bytes() == data  # the old backup is intact
+    finally:
+        subprocess.run(["umount", str(storage)], check=True)

@@ -44,7 +44,17 @@ MAX_SAME_SECOND = 999
 LOCK_POLL_SECONDS = 0.05
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+# link() refusals that rename() may still do: no hard links on this filesystem, or (tmpfs)
+# no inode left for the link's own accounting.
+_NO_HARD_LINKS = {
+    errno.EPERM,
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSPC,
+    errno.EDQUOT,
+}
 
 
 def _fail(action: str, exc: OSError) -> StorageFailed:
@@ -262,11 +272,11 @@ class Storage:
                 temps.append(self.create(name, replace_planted=True))
             os.fsync(self.fd)
         except OSError as exc:
-            for temp in temps:
+            # nothing was dumped yet: give the name back rather than leave a half-written file
+            for temp in (*temps, fd):
                 os.close(temp)
-            res = Reservation(stem, fd, -1, -1)
-            self.fail_in_place(res, {**placeholder, **_failure(exc)})
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(manifest_name(stem), dir_fd=self.fd)
             self.discard(stem)
             raise _fail("reserve the run's files", exc) from None
         return Reservation(stem, fd, temps[0], temps[1])
@@ -455,17 +465,6 @@ def wait_at_most(seconds: float) -> Callable[[], None]:
             raise StorageFailed(f"storage: the prefix lock stayed busy for {seconds:g}s")
 
     return check
-
-
-def _failure(exc: OSError) -> dict[str, Any]:
-    return {
-        "status": "failed",
-        "exitCode": StorageFailed.exit_code,
-        "reason": StorageFailed.reason,
-        "message": f"storage: cannot reserve the run's files ({exc.strerror or exc})",
-        "artifact": None,
-        "finishedAt": _stamp(datetime.now(UTC)),
-    }
 
 
 def read_json_at(path: str | Path, dir_fd: int | None = None) -> dict[str, Any] | None:
