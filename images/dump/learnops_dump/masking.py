@@ -58,9 +58,7 @@ def register_secret(secret: str) -> None:
         _longest = max(_longest, *(len(f.encode()) for f in forms))
         for form in (secret, secret.replace("\\", "\\\\").replace(":", "\\:")):
             _grams.update(form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1))
-        if _grams:
-            alternatives = "|".join(map(re.escape, sorted(_grams)))
-            _fragments = re.compile(f"(?=({alternatives}))")
+        _fragments = None  # compiled again on the next mask (one pgpass may hold many)
 
 
 def forget_secrets() -> None:
@@ -75,8 +73,12 @@ def forget_secrets() -> None:
 
 def mask(text: str) -> str:
     """Return `text` without known secrets, URI userinfo or `password=` values."""
+    global _fragments
     with _lock:
         known = sorted(_known, key=len, reverse=True)
+        if _fragments is None and _grams:
+            alternatives = "|".join(map(re.escape, sorted(_grams)))
+            _fragments = re.compile(f"(?=({alternatives}))")
         fragments = _fragments
     for secret in known:
         text = text.replace(secret, MASK)
