@@ -164,9 +164,28 @@ def test_the_worker_reads_the_sample_secret_by_name_and_key() -> None:
     (secret,) = [
         s
         for s in by_kind(kustomize("samples"), "Secret")
-        if s["metadata"]["name"] == "learnops-worker-db"
+        if s["metadata"]["name"] == "learnops-database"
     ]
     (volume,) = [v for v in worker["spec"]["template"]["spec"]["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
     assert {i["key"] for i in volume["secret"]["items"]} <= set(secret["stringData"])
     assert worker["metadata"]["namespace"] == secret["metadata"]["namespace"]
+
+
+def test_both_install_paths_read_the_workers_database_url_from_one_secret_name() -> None:
+    (kustomized,) = [
+        d
+        for d in by_kind(kustomize("."), "Deployment")
+        if d["metadata"]["name"] == "learning-worker"
+    ]
+    (charted,) = [
+        d
+        for d in by_kind(render(), "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "learning-worker"
+    ]
+
+    def secret_names(deploy: dict[str, Any]) -> set[str]:
+        volumes = deploy["spec"]["template"]["spec"]["volumes"]
+        return {v["secret"]["secretName"] for v in volumes if "secret" in v}
+
+    assert secret_names(kustomized) == secret_names(charted) == {"learnops-database"}
