@@ -82,6 +82,9 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
     items += [
         ("PGSSLMODE", db.ssl_mode),
         ("BACKUP_STORAGE_ROOT", STORAGE_ROOT),
+        # The runner makes subPath itself: a kubelet-made subPath directory belongs to root on
+        # volumes that ignore fsGroup (hostPath, local-path), and a restricted pod cannot chown.
+        *([("BACKUP_STORAGE_SUBDIR", spec.sub_path)] if spec.sub_path else []),
         ("BACKUP_PREFIX", owner.name),
         ("BACKUP_TIMEOUT_SECONDS", str(spec.runner_timeout_seconds)),
         ("BACKUP_FORMAT", spec.format),
@@ -107,8 +110,6 @@ def pod_template(
     owner: Owner, spec: BackupSpec, default_image: str, trigger: str
 ) -> dict[str, Any]:
     mount: dict[str, Any] = {"name": "backup", "mountPath": STORAGE_ROOT}
-    if spec.sub_path:
-        mount["subPath"] = spec.sub_path
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.image or default_image,

@@ -76,3 +76,28 @@ def test_retention_prunes_only_after_a_success_and_keeps_the_newest(dump_world: 
     assert (dump_world.storage / second).exists()
     statuses = sorted(str(m["status"]) for m in _manifests(dump_world))
     assert statuses == ["failed", "ok"]  # the young failure stays, the old success went
+
+
+def test_the_runner_makes_its_storage_subdirectory_itself_and_writes_only_there(
+    dump_world: DumpWorld,
+) -> None:
+    env = dump_world.env(BACKUP_STORAGE_SUBDIR="team-a/nightly")
+    result = run_runner(env)
+    assert result.returncode == 0, result.stderr
+    made = dump_world.storage / "team-a" / "nightly"
+    assert made.is_dir()
+    assert made.stat().st_mode & 0o777 == 0o750
+    assert json.loads((made / "latest.json").read_text())["artifact"]
+    assert sorted(p.name for p in dump_world.storage.iterdir()) == ["team-a"]
+
+
+def test_a_missing_storage_root_is_not_created_even_with_a_subdirectory(
+    dump_world: DumpWorld,
+) -> None:
+    env = dump_world.env(
+        BACKUP_STORAGE_ROOT=str(dump_world.storage / "not-mounted"), BACKUP_STORAGE_SUBDIR="a"
+    )
+    result = run_runner(env)
+    assert result.returncode == 6, result.stderr
+    assert not (dump_world.storage / "not-mounted").exists()
+    assert json.loads(dump_world.termlog.read_text())["reason"] == "StorageError"

@@ -151,3 +151,17 @@ def test_a_url_without_password_still_uses_the_pgpass_file() -> None:
     )
     assert source == "DATABASE_URL"
     assert target.passfile == Path("/secrets/pgpass")
+
+
+def test_the_storage_subdir_is_a_relative_path_inside_the_root() -> None:
+    s = Settings.from_env({"BACKUP_STORAGE_ROOT": "/backup", "BACKUP_STORAGE_SUBDIR": "team-a/db/"})
+    assert s.require_storage_root() == Path("/backup/team-a/db")
+    assert Settings.from_env({"BACKUP_STORAGE_ROOT": "/backup"}).require_storage_root() == Path(
+        "/backup"
+    )
+
+
+@pytest.mark.parametrize("bad", ["/etc", "../up", "a/../../b", "a//b", "./a", "a b", "x" * 256])
+def test_a_storage_subdir_that_could_leave_the_root_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="BACKUP_STORAGE_SUBDIR"):
+        Settings.from_env({"BACKUP_STORAGE_ROOT": "/backup", "BACKUP_STORAGE_SUBDIR": bad})

@@ -103,6 +103,7 @@ def test_pgpass_mode_passes_the_contract_environment() -> None:
         "PGPASSFILE": "/var/run/secrets/learnops/db/pgpass",
         "PGSSLMODE": "require",
         "BACKUP_STORAGE_ROOT": "/backup",
+        "BACKUP_STORAGE_SUBDIR": "team-a",
         "BACKUP_PREFIX": "nightly",
         "BACKUP_TIMEOUT_SECONDS": "1770",  # 1800 minus min(30, 180)
         "BACKUP_FORMAT": "custom",
@@ -153,7 +154,10 @@ def test_cronjob_carries_schedule_timing_and_overlap_guard() -> None:
     assert container["terminationMessagePath"] == "/dev/termination-log"
     assert container["resources"] == {}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "backup")
-    assert mount == {"name": "backup", "mountPath": "/backup", "subPath": "team-a"}
+    # The whole volume is mounted; the runner makes subPath itself, as its own user.
+    assert mount == {"name": "backup", "mountPath": "/backup"}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["BACKUP_STORAGE_ROOT"], env["BACKUP_STORAGE_SUBDIR"]) == ("/backup", "team-a")
 
 
 def test_children_are_owned_and_labelled_per_contract() -> None:

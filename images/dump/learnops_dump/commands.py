@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def _locate(settings: Settings, name: str) -> tuple[Artifact, list[Client]]:
-    artifact = Artifact.of(artifact_path(settings.storage_root, name))
+    root = settings.require_storage_root() if settings.storage_root is not None else None
+    artifact = Artifact.of(artifact_path(root, name))
     if not artifact.path.exists():
         raise ConfigError(f"{name}: no such artifact")
     clients = installed_clients(settings.client_dirs)

@@ -57,6 +57,8 @@ def run(settings: Settings) -> int:
     with sup.handle_signals():
         try:
             storage = Storage(settings.require_storage_root(), settings.prefix)
+            if settings.storage_subdir and settings.storage_root is not None:
+                storage.make_below(settings.storage_root)
             storage.open()
             with storage.locked(sup.check):
                 storage.clean_dead_runs(report.started)

@@ -36,6 +36,8 @@ class VerifyMode(enum.Enum):
 
 # Artifact names are built from the prefix: keep it a plain file-name part.
 PREFIX_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}"
+SUBDIR_SEGMENT = r"[A-Za-z0-9._-]{1,255}"
+MAX_SUBDIR = 255
 # Levels each algorithm accepts (pg_dump's and the external tools' common range).
 LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 19, 3), "lz4": (1, 12, 1), "none": (0, 0, 0)}
 
@@ -98,6 +100,13 @@ class Settings:
     storage_root: Path | None = field(
         default=None,
         metadata=_meta("BACKUP_STORAGE_ROOT", "Directory for artifacts and manifests (required)."),
+    )
+    storage_subdir: str | None = field(
+        default=None,
+        metadata=_meta(
+            "BACKUP_STORAGE_SUBDIR",
+            "Relative directory inside the root, made by the runner itself if missing.",
+        ),
     )
     prefix: str = field(
         default="backup", metadata=_meta("BACKUP_PREFIX", "File-name prefix of every artifact.")
@@ -167,6 +176,7 @@ class Settings:
             raise ConfigError("BACKUP_PREFIX: use letters, digits, '.', '_' or '-'")
         return cls(
             storage_root=Path(root) if root else None,
+            storage_subdir=parse_subdir(env.get("BACKUP_STORAGE_SUBDIR", "")),
             prefix=prefix,
             timeout_seconds=_number(env, "BACKUP_TIMEOUT_SECONDS", 300.0),
             kill_grace_seconds=_number(env, "BACKUP_KILL_GRACE_SECONDS", 5.0),
@@ -183,9 +193,33 @@ class Settings:
         )
 
     def require_storage_root(self) -> Path:
+        """Where artifacts go: the root, or the subdirectory inside it."""
         if self.storage_root is None:
             raise ConfigError("BACKUP_STORAGE_ROOT is required")
-        return self.storage_root
+        return self.storage_root / self.storage_subdir if self.storage_subdir else self.storage_root
+
+
+def parse_subdir(text: str) -> str | None:
+    """A relative path of plain segments: it may never leave the root.
+
+    The runner makes this directory itself (as its own user) because a kubelet-made `subPath`
+    directory belongs to root on volumes that ignore fsGroup (hostPath, local-path), and a
+    restricted pod cannot chown it.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    parts = text.rstrip("/").split("/")
+    if (
+        text.startswith("/")
+        or len(text) > MAX_SUBDIR
+        or any(p in {".", ".."} or not re.fullmatch(SUBDIR_SEGMENT, p) for p in parts)
+    ):
+        raise ConfigError(
+            "BACKUP_STORAGE_SUBDIR: use a relative path of letters, digits, '.', '_', '-' "
+            "without '..'"
+        )
+    return "/".join(parts)
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -117,6 +117,19 @@ class Storage:
         assert self._fd is not None
         return self._fd
 
+    def make_below(self, mount: Path) -> None:
+        """Create the root (a subdirectory of `mount`) as this process's user, mode 0750.
+
+        The mount itself must exist: nothing is created outside the volume."""
+        if not mount.is_dir():
+            raise StorageFailed(f"storage root {mount} does not exist or is not a directory")
+        try:
+            self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageFailed(
+                f"storage: cannot create {self.root} ({exc.strerror or exc})"
+            ) from None
+
     def open(self) -> None:
         """Fail early, before connecting, if the root is missing."""
         try:
