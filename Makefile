@@ -24,8 +24,11 @@ lint: ## ruff + mypy --strict
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy tests operator images/dump images/learning-worker
 
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS=tests/e2e`.
+PYTEST_ARGS ?=
+
 test: deps lint ## the whole suite except benchmarks (what CI runs)
-	$(PYTEST) -m "not bench" --durations=15
+	$(PYTEST) -m "not bench" --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## only the tests that need nothing
 	$(PYTEST) -m unit

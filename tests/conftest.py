@@ -7,22 +7,24 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 from tests.harness import tiers
 from tests.harness.containers import Engine, EngineUnavailable
+from tests.harness.kind import KindCluster
 from tests.harness.kube import (
     PROVIDERS,
     KubeCluster,
     existing_cluster,
-    kubectl_binary,
     start_local,
 )
-from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
@@ -30,6 +32,17 @@ pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixture
 
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (e.g. a killed `make test`) ends the run like Ctrl-C: every fixture's teardown
+    runs, so no cluster, node container or PostgreSQL of ours outlives the run."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,7 +80,7 @@ def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[Con
 
 # -- Kubernetes ---------------------------------------------------------------
 @pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
+def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
     """The cluster every cluster test runs against; LEARNOPS_CLUSTER picks the provider."""
     provider = os.environ.get("LEARNOPS_CLUSTER", "local")
     if provider not in PROVIDERS:
@@ -78,7 +91,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
         cluster.close()
         return
     if provider == "kind":
-        yield from _kind_cluster()
+        yield request.getfixturevalue("kind_cluster")[1]
         return
     if shutil.which("openssl") is None:
         tiers.unavailable("cluster", "openssl not found (apt-get install openssl)")
@@ -95,19 +108,23 @@ def kube_cluster() -> Iterator[KubeCluster]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _kind_cluster() -> Iterator[KubeCluster]:
-    """kind, for machines with Docker and registry access (pytest-kind drives it)."""
-    from pytest_kind import KindCluster
-
-    kind = shutil.which("kind")
-    if kind is None:
-        tiers.unavailable("cluster", "LEARNOPS_CLUSTER=kind but no kind binary on PATH")
-    kc = KindCluster("learnops-test", kind_path=Path(kind))
-    kc.create()
+@pytest.fixture(scope="session")
+def kind_cluster(container_engine: Engine) -> Iterator[tuple[KindCluster, KubeCluster]]:
+    """One kind cluster per test session (pytest-kind), shared by every tier that asks for it;
+    deleted at the end, also after Ctrl-C or SIGTERM (and by a reaper if we are killed)."""
+    if shutil.which("kind") is None:
+        tiers.unavailable("e2e", "no kind binary on PATH (run `make deps`)")
+    workdir = Path(tempfile.mkdtemp(prefix="learnops-kind-"))
+    kind = KindCluster(workdir)
     try:
-        yield KubeCluster("kind", Path(kc.kubeconfig_path), kubectl_binary(), has_kubelet=True)
+        try:
+            kube = kind.create()
+        except (OSError, RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+            tiers.unavailable("e2e", f"kind cluster did not start: {exc}")
+        yield kind, kube
     finally:
-        kc.delete()
+        kind.delete()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -133,21 +150,3 @@ def container_engine() -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
-
-
-# -- Pods that really run -----------------------------------------------------
-@pytest.fixture
-def pod_runner(
-    kube_cluster: KubeCluster, container_engine: Engine, namespace: str
-) -> Iterator[PodRunner | None]:
-    """Makes the pods of `namespace` really run. On a cluster with kubelets that is their job
-    (yields None); on the local control plane a Docker-backed kubelet stand-in runs them."""
-    if kube_cluster.has_kubelet:
-        yield None
-        return
-    runner = PodRunner(kube_cluster.api(), container_engine, [namespace]).start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        assert not runner.errors, runner.errors

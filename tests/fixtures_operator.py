@@ -13,7 +13,6 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
+from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for as wait_for  # re-exported for the operator tests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +28,7 @@ CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
 RBAC = ROOT / "manifests/operator/rbac.yaml"
 OPERATOR_NAMESPACE = "learnops-system"
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:learnops-operator"
+DUMP_IMAGE = "learnops/dump:0.1.0"  # the chart's appVersion, built and loaded by the e2e tier
 
 
 def backup(name: str, **spec: Any) -> dict[str, Any]:
@@ -51,34 +52,8 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def dump_summary(ok: bool = True, **overrides: Any) -> dict[str, Any]:
-    """The dump runner's termination-message JSON (contracts.md)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data: dict[str, Any] = {
-        "status": "ok" if ok else "failed",
-        "exitCode": 0 if ok else 3,
-        "reason": "Ok" if ok else "ConnectionError",
-        "message": "" if ok else "could not connect to server",
-        "artifact": "nightly-20261130T020000Z.dump" if ok else None,
-        "sizeBytes": 5 * 1024 * 1024 if ok else None,
-        "sha256": "9f86d081884c7d659a2feaa0c55ad015" if ok else None,
-        "startedAt": now,
-        "finishedAt": now,
-        "durationSeconds": 2.5,
-        "database": "app",
-        "host": "db.example",
-        "serverVersion": "15.8",
-        "clientVersion": "15.8",
-        "format": "custom",
-        "compression": "zstd",
-        "runnerVersion": "0.1.0",
-    }
-    data.update(overrides)
-    return data
-
-
 class Namespace:
-    """kubectl in one test namespace, plus the kubelet stand-in."""
+    """kubectl in one test namespace, and the DatabaseBackups declared there."""
 
     def __init__(self, cluster: KubeCluster, name: str) -> None:
         self.cluster = cluster
@@ -113,6 +88,36 @@ class Namespace:
         events = self.items("events")
         return [e for e in events if reason is None or e.get("reason") == reason]
 
+    def status(self, name: str) -> dict[str, Any]:
+        return dict((self.get("databasebackup", name) or {}).get("status") or {})
+
+    def declare_backup(self, conn: Conn, pgpass_password: str, name: str, **spec: Any) -> None:
+        """A DatabaseBackup of `conn` (as pods reach it) with its pgpass Secret; waits for Ready."""
+        line = f"{conn.host}:{conn.port}:{conn.dbname}:{conn.user}:{pgpass_password}\n"
+        self.kubectl(
+            "create", "secret", "generic", f"{name}-pgpass", "--from-file=pgpass=/dev/stdin",
+            input=line,
+        )  # fmt: skip
+        database = {
+            "host": conn.host,
+            "port": conn.port,
+            "dbname": conn.dbname,
+            "user": conn.user,
+            "sslMode": "disable",
+            "pgpassSecretRef": {"name": f"{name}-pgpass", "key": "pgpass"},
+        }
+        spec = {"image": DUMP_IMAGE, "imagePullPolicy": "Never", "backoffLimit": 0, **spec}
+        self.apply(backup(name, database=database, **spec))
+        wait_for(lambda: self.condition(name, "Ready").get("status") == "True", 30, "Ready=True")
+
+    def run_now(self, name: str, token: str, timeout: float = 120) -> dict[str, Any]:
+        """Trigger an on-demand run and wait until its result is on the resource."""
+        self.kubectl("annotate", "dbb", name, f"learnops.io/backup-now={token}")
+        status: dict[str, Any] = wait_for(
+            lambda: (s := self.status(name)).get("lastResult") and s, timeout, f"{name}'s result"
+        )
+        return status
+
     def add_pvc(self, name: str = "backups") -> None:
         self.apply(
             {
@@ -136,53 +141,6 @@ class Namespace:
             "--from-file=pgpass=/dev/stdin",
             input=f"db.example:5432:app:backup:{password}\n",
         )
-
-    def job_pod(self, job: str, timeout: float = 20) -> dict[str, Any]:
-        """The Job controller creates the pod even without a kubelet; it stays Pending."""
-        pods: list[dict[str, Any]] = wait_for(
-            lambda: [
-                p
-                for p in self.items("pods", f"job-name={job}")
-                if p["status"].get("phase") == "Pending"
-            ],
-            timeout,
-            f"a pending pod of job {job}",
-        )
-        return pods[0]
-
-    def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
-        """Stand in for the kubelet: write the terminated state through pods/status."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        terminated = {
-            "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
-            "message": message,
-            "startedAt": now,
-            "finishedAt": now,
-        }
-        patch = {
-            "status": {
-                "phase": "Succeeded" if exit_code == 0 else "Failed",
-                "containerStatuses": [
-                    {
-                        "name": "dump",
-                        "image": "learnops/dump",
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "started": False,
-                        "state": {"terminated": terminated},
-                    }
-                ],
-            }
-        }
-        self.kubectl(
-            "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-        )
-
-    def run_job(self, job: str, exit_code: int, summary: dict[str, Any]) -> None:
-        pod = self.job_pod(job)
-        self.finish_pod(pod["metadata"]["name"], exit_code, json.dumps(summary))
 
 
 class OperatorProcess:
@@ -279,6 +237,10 @@ class Operators:
 @pytest.fixture(scope="session")
 def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
     """CRD and RBAC installed from manifests/; a kubeconfig holding the operator SA's token."""
+    return install_operator_rbac(kube_cluster)
+
+
+def install_operator_rbac(kube_cluster: KubeCluster) -> Path:
     kube_cluster.kubectl("apply", "-f", str(CRD))
     kube_cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
     kube_cluster.kubectl("apply", "-f", str(RBAC))

@@ -171,45 +171,6 @@ def test_a_missing_pvc_sets_ready_false_until_it_appears(
     assert [e["type"] for e in backup_ns.events("Reconciled")] == ["Normal"]
 
 
-def test_a_missing_secret_is_learned_from_the_pods_mount_failure(
-    backup_ns: Namespace, operator: OperatorProcess
-) -> None:
-    backup_ns.apply(backup("nightly"))
-    wait_for(lambda: _ready(backup_ns, "nightly"), 20, "Ready=True")
-    backup_ns.kubectl("annotate", "dbb", "nightly", "learnops.io/backup-now=t1")
-    job = wait_for(lambda: backup_ns.items("jobs"), 10, "the on-demand Job")[0]
-    pod = backup_ns.job_pod(job["metadata"]["name"])
-    # the kubelet's Event for a pod whose Secret volume cannot be mounted
-    backup_ns.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{pod['metadata']['name']}.mount"},
-            "involvedObject": {
-                "kind": "Pod",
-                "name": pod["metadata"]["name"],
-                "namespace": backup_ns.name,
-                "uid": pod["metadata"]["uid"],
-            },
-            "reason": "FailedMount",
-            "type": "Warning",
-            "source": {"component": "kubelet"},
-            "message": 'MountVolume.SetUp failed for volume "db-credentials" : '
-            'secret "pg-backup" not found',
-        }
-    )
-    cond = wait_for(
-        lambda: (
-            (c := backup_ns.condition("nightly", "Ready")).get("reason") == "SecretNotFound" and c
-        ),
-        15,
-        "Ready=False/SecretNotFound",
-    )
-    assert cond["status"] == "False"
-    assert "pg-backup" in cond["message"]
-    assert [e["type"] for e in backup_ns.events("SecretNotFound")] == ["Warning"]
-
-
 def test_the_operator_service_account_cannot_read_secrets(
     kube_cluster: KubeCluster, operator_kubeconfig: object
 ) -> None:

@@ -1,92 +1,47 @@
-"""The operator with pods that really run: the dump image backs up the test PostgreSQL and the
-result travels pod → termination message → DatabaseBackup status, Events and metrics.
+"""The operator with pods that really run on the kind node: the dump image backs up the
+PostgreSQL pod, and the result travels kubelet → termination message → DatabaseBackup status,
+Events and metrics.
 
 These are the status-flow assertions of tests/cluster/test_operator_runs.py, with the values the
-real runner produced instead of a hand-written summary.
+real runner produced instead of a hand-written summary; the storage is read on the node.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from pathlib import Path
-from typing import Any
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fixtures_operator import Namespace, OperatorProcess, backup, wait_for
-from tests.harness.containers import Engine
-from tests.harness.podrunner import PodRunner
-from tests.harness.postgres import Conn, PgCluster
-
-REPO = Path(__file__).resolve().parents[2]
-DUMP_IMAGE = "learnops/dump:e2e"
-
-
-@pytest.fixture(scope="module")
-def dump_image(container_engine: Engine) -> str:
-    return container_engine.build(DUMP_IMAGE, REPO / "images/dump/Dockerfile", REPO / "images/dump")
+from tests.fixtures_operator import DUMP_IMAGE, Namespace, OperatorProcess, backup, wait_for
+from tests.harness.platform import Platform
+from tests.harness.podpostgres import PodPostgres
+from tests.harness.postgres import Conn
 
 
 @pytest.fixture
-def canary_db(pg_cluster: PgCluster, pg_db: Conn) -> tuple[Conn, str]:
-    """A backup role whose password is a unique canary, allowed to read pg_db."""
+def canary_db(pg_cluster: PodPostgres, pg_db: Conn) -> tuple[Conn, str]:
+    """A backup role whose password is a unique canary, allowed to read pg_db; the connection
+    as the dump pod makes it (through the PostgreSQL Service)."""
     canary = f"canary-{secrets.token_hex(8)}"
     role = f"backup_{secrets.token_hex(4)}"
     pg_cluster.create_user(role, canary)
     with pg_cluster.connect(pg_db) as c:
         c.execute(f'GRANT pg_read_all_data TO "{role}"')
-    return Conn(pg_db.host, pg_db.port, role, canary, pg_db.dbname), canary
-
-
-def _status(ns: Namespace, name: str) -> dict[str, Any]:
-    return dict((ns.get("databasebackup", name) or {}).get("status") or {})
-
-
-def _declare(ns: Namespace, conn: Conn, pgpass_password: str, name: str, **spec: Any) -> None:
-    line = f"{conn.host}:{conn.port}:{conn.dbname}:{conn.user}:{pgpass_password}\n"
-    ns.kubectl(
-        "create", "secret", "generic", f"{name}-pgpass", "--from-file=pgpass=/dev/stdin", input=line
-    )
-    ns.apply(
-        backup(
-            name,
-            database={
-                "host": conn.host,
-                "port": conn.port,
-                "dbname": conn.dbname,
-                "user": conn.user,
-                "sslMode": "disable",
-                "pgpassSecretRef": {"name": f"{name}-pgpass", "key": "pgpass"},
-            },
-            image=DUMP_IMAGE,
-            imagePullPolicy="Never",
-            backoffLimit=0,
-            **spec,
-        )
-    )
-    wait_for(lambda: ns.condition(name, "Ready").get("status") == "True", 30, "Ready=True")
-
-
-def _run_now(ns: Namespace, name: str, token: str, timeout: float = 120) -> dict[str, Any]:
-    """Trigger an on-demand run and wait until its result is on the resource."""
-    ns.kubectl("annotate", "dbb", name, f"learnops.io/backup-now={token}")
-    status: dict[str, Any] = wait_for(
-        lambda: (s := _status(ns, name)).get("lastResult") and s, timeout, f"{name}'s result"
-    )
-    return status
+    return pg_cluster.in_cluster(Conn(pg_db.host, pg_db.port, role, canary, pg_db.dbname)), canary
 
 
 def test_a_real_backup_pod_reports_success_on_the_resource(
     backup_ns: Namespace,
     operator: OperatorProcess,
-    pod_runner: PodRunner | None,
-    dump_image: str,
+    platform: Platform,
     canary_db: tuple[Conn, str],
 ) -> None:
     conn, canary = canary_db
-    _declare(backup_ns, conn, canary, "nightly")
-    st = _run_now(backup_ns, "nightly", "e2e-1")
+    backup_ns.declare_backup(conn, canary, "nightly")
+    st = backup_ns.run_now("nightly", "e2e-1")
     assert st["lastResult"] == "Succeeded", st
     assert st["consecutiveFailures"] == 0
     success = st["lastSuccessfulBackup"]
@@ -95,34 +50,38 @@ def test_a_real_backup_pod_reports_success_on_the_resource(
     assert success["sizeBytes"] > 0
     assert len(success["sha256"]) == 64
     assert success["durationSeconds"] > 0
+    [job] = backup_ns.items("jobs")
+    assert success["job"] == job["metadata"]["name"]
+    assert job["status"].get("succeeded") == 1  # the Job controller saw the pod succeed
     assert backup_ns.condition("nightly", "LastBackupSucceeded")["status"] == "True"
     assert "Succeeded" in backup_ns.kubectl("get", "dbb", "nightly", "--no-headers").split()
     assert [e["type"] for e in backup_ns.events("BackupSucceeded")] == ["Normal"]
-    assert f'learnops_backup_last_result{{name="nightly",namespace="{backup_ns.name}"}} 1.0' in (
-        operator.metrics()
-    )
-    if pod_runner is not None:  # storage is visible only where we host the PVC
-        storage = pod_runner.pvc_dir(backup_ns.name, "backups")
-        [manifest_path] = storage.glob("nightly-*.manifest.json")
-        manifest = json.loads(manifest_path.read_text())
-        assert manifest["status"] == "ok"
-        assert manifest["sha256"] == success["sha256"]
-        assert (storage / success["artifact"]).stat().st_size == success["sizeBytes"]
-        assert all(canary not in p.read_text(errors="replace") for p in storage.rglob("*.json"))
+    metrics = operator.metrics()
+    key = f'{{name="nightly",namespace="{backup_ns.name}"}}'
+    assert f"learnops_backup_last_result{key} 1.0" in metrics
+    assert f"learnops_backup_last_size_bytes{key} {float(success['sizeBytes'])}" in metrics
+    files = platform.volume_files(backup_ns.name, "backups")
+    [manifest_name] = [
+        n for n in files if n.startswith("nightly-") and n.endswith(".manifest.json")
+    ]
+    manifest = json.loads(files[manifest_name])
+    assert manifest["status"] == "ok"
+    assert manifest["sha256"] == success["sha256"]
+    assert len(files[success["artifact"]]) == success["sizeBytes"]
+    assert json.loads(files["latest.json"])["artifact"] == success["artifact"]
+    assert all(canary.encode() not in data for data in files.values())
     _assert_canary_absent(backup_ns, operator, canary)
 
 
 def test_a_real_authentication_failure_is_reported_without_the_password(
     backup_ns: Namespace,
     operator: OperatorProcess,
-    pod_runner: PodRunner | None,
-    dump_image: str,
     canary_db: tuple[Conn, str],
 ) -> None:
     conn, _ = canary_db
     wrong = f"wrong-{secrets.token_hex(8)}"
-    _declare(backup_ns, conn, wrong, "broken")
-    st = _run_now(backup_ns, "broken", "e2e-2")
+    backup_ns.declare_backup(conn, wrong, "broken")
+    st = backup_ns.run_now("broken", "e2e-2")
     assert st["lastResult"] == "Failed", st
     failed = st["lastFailedBackup"]
     assert (failed["reason"], failed["exitCode"]) == ("ConnectionError", 3)
@@ -131,35 +90,119 @@ def test_a_real_authentication_failure_is_reported_without_the_password(
     cond = backup_ns.condition("broken", "LastBackupSucceeded")
     assert (cond["status"], cond["reason"]) == ("False", "ConnectionError")
     assert [e["type"] for e in backup_ns.events("BackupFailed")] == ["Warning"]
+    # a second failing run is counted and reported once more, not twice
+    backup_ns.kubectl("annotate", "dbb", "broken", "--overwrite", "learnops.io/backup-now=e2e-2b")
+    wait_for(lambda: backup_ns.status("broken").get("consecutiveFailures") == 2, 120, "failure 2")
+    assert [e["type"] for e in backup_ns.events("BackupFailed")] == ["Warning", "Warning"]
+    assert f'learnops_backup_last_result{{name="broken",namespace="{backup_ns.name}"}} 0.0' in (
+        operator.metrics()
+    )
     _assert_canary_absent(backup_ns, operator, wrong)
+
+
+def test_a_missing_secret_is_learned_from_the_kubelets_mount_failure(
+    backup_ns: Namespace, operator: OperatorProcess, canary_db: tuple[Conn, str]
+) -> None:
+    conn, _ = canary_db
+    backup_ns.apply(
+        backup(
+            "nosecret",
+            database={"host": conn.host, "port": conn.port, "dbname": conn.dbname,
+                      "user": conn.user, "pgpassSecretRef": {"name": "pg-missing"}},
+            image=DUMP_IMAGE, imagePullPolicy="Never", backoffLimit=0,
+        )
+    )  # fmt: skip
+    wait_for(lambda: backup_ns.condition("nosecret", "Ready").get("status") == "True", 30, "Ready")
+    backup_ns.kubectl("annotate", "dbb", "nosecret", "learnops.io/backup-now=t1")
+    # the real kubelet cannot mount the Secret volume and says so in a FailedMount Event
+    cond = wait_for(
+        lambda: (
+            (c := backup_ns.condition("nosecret", "Ready")).get("reason") == "SecretNotFound" and c
+        ),
+        120,
+        "Ready=False/SecretNotFound",
+    )
+    assert cond["status"] == "False"
+    assert "pg-missing" in cond["message"]
+    assert [e["type"] for e in backup_ns.events("SecretNotFound")] == ["Warning"]
+    mounts = [e for e in backup_ns.events("FailedMount") if e["source"].get("component")]
+    assert mounts, "no FailedMount from the kubelet"
+
+
+def test_no_success_within_two_schedule_intervals_is_reported_until_a_real_run_succeeds(
+    backup_ns: Namespace, operator: OperatorProcess, canary_db: tuple[Conn, str]
+) -> None:
+    conn, canary = canary_db
+    backup_ns.declare_backup(conn, canary, "stale", schedule="0 3 * * *")
+    # stand-in for history: the last success was three days ago (daily schedule)
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch = {"status": {"lastSuccessfulBackup": {"time": three_days_ago, "job": "old"}}}
+    backup_ns.kubectl(
+        "patch", "dbb", "stale", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+    )
+    cond = wait_for(
+        lambda: (c := backup_ns.condition("stale", "OnSchedule")).get("status") == "False" and c,
+        30,
+        "OnSchedule=False",
+    )
+    assert cond["reason"] == "MissedRuns"
+    assert "two schedule intervals" in cond["message"]
+    assert [e["type"] for e in backup_ns.events("MissedRuns")] == ["Warning"]
+    st = backup_ns.run_now("stale", "catch-up")
+    assert st["lastResult"] == "Succeeded", st
+    wait_for(
+        lambda: backup_ns.condition("stale", "OnSchedule").get("status") == "True",
+        30,
+        "OnSchedule=True after a real success",
+    )
 
 
 def test_a_hung_backup_is_stopped_by_its_deadline_and_reported_as_a_timeout(
     backup_ns: Namespace,
     operator: OperatorProcess,
-    pod_runner: PodRunner | None,
-    dump_image: str,
-    pg_cluster: PgCluster,
+    platform: Platform,
+    pg_cluster: PodPostgres,
     canary_db: tuple[Conn, str],
 ) -> None:
     conn, canary = canary_db
     # The smallest deadline the CRD allows; the runner's own timeout fires min(30 s, 10 %) earlier.
-    _declare(backup_ns, conn, canary, "hung", timeoutSeconds=60)
+    backup_ns.declare_backup(conn, canary, "hung", timeoutSeconds=60)
+    seen: list[str] = []
     with pg_cluster.connect(pg_cluster.admin.with_db(conn.dbname)) as blocker:
         blocker.autocommit = False
         blocker.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")  # pg_dump waits
-        st = _run_now(backup_ns, "hung", "e2e-3", timeout=150)
+        # While pg_dump hangs, the node's process list (arguments and environments of every
+        # process, the dump's included) is sampled.
+        sampler = threading.Thread(target=lambda: seen.append(_while_dumping(platform)))
+        sampler.start()
+        st = backup_ns.run_now("hung", "e2e-3", timeout=150)
+        sampler.join()
         blocker.rollback()
+    [processes] = seen
+    assert "pg_dump" in processes, "the sample missed the running dump"
+    assert canary not in processes
     failed = st["lastFailedBackup"]
     assert (failed["reason"], failed["exitCode"]) == ("Timeout", 5), st
     assert st["lastResult"] == "Failed"
     job = backup_ns.items("jobs")[0]
     assert job["spec"]["activeDeadlineSeconds"] == 60
-    if pod_runner is not None:
-        storage = pod_runner.pvc_dir(backup_ns.name, "backups")
-        [manifest] = storage.glob("hung-*.manifest.json")
-        assert json.loads(manifest.read_text())["status"] == "failed"
-        assert not [p for p in storage.glob("hung-*") if ".dump" in p.name]
+    files = platform.volume_files(backup_ns.name, "backups")
+    [manifest] = [n for n in files if n.startswith("hung-") and n.endswith(".manifest.json")]
+    assert json.loads(files[manifest])["status"] == "failed"
+    assert not [n for n in files if n.startswith("hung-") and ".dump" in n]
+    assert not [n for n in files if n.startswith(".tmp-")]
+    _assert_canary_absent(backup_ns, operator, canary)
+
+
+def _while_dumping(platform: Platform, timeout: float = 90) -> str:
+    """The node's process list at a moment when pg_dump runs."""
+
+    def sample() -> str | None:
+        processes = platform.node_processes()
+        return processes if "pg_dump" in processes else None
+
+    out: str = wait_for(sample, timeout, "pg_dump running on the node", every=1)
+    return out
 
 
 def _assert_canary_absent(ns: Namespace, operator: OperatorProcess, canary: str) -> None:
@@ -168,3 +211,8 @@ def _assert_canary_absent(ns: Namespace, operator: OperatorProcess, canary: str)
     pods = json.loads(ns.kubectl("get", "pods", "-o", "json"))["items"]
     assert canary not in json.dumps([[p["metadata"], p["spec"], p["status"]] for p in pods])
     assert canary not in operator.logs()
+    # what every container of every pod printed (the dump pods' logs)
+    for pod in pods:
+        for container in pod["spec"]["containers"]:
+            logs = ns.kubectl("logs", pod["metadata"]["name"], "-c", container["name"], check=False)
+            assert canary not in logs

@@ -1,4 +1,6 @@
-"""The runbook's restore procedure, run as written: its Job restores a real backup.
+"""The runbook's restore procedure, run as written on a real kubelet: its Job restores a real
+backup that a DatabaseBackup's pod wrote into `storage.subPath` of a local-path volume (which
+ignores fsGroup, so the runner must make that directory itself).
 
 The Job is taken verbatim from docs/runbook.md; only what is site-specific there (namespace,
 database host, port, user, sslmode, artifact name) is replaced with this test's values.
@@ -8,22 +10,18 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import time
-from pathlib import Path
+import secrets
 from typing import Any
 
-import pytest
 from psycopg import sql
 
+from tests.fixtures_operator import Namespace, OperatorProcess, wait_for
 from tests.fixtures_ship import yaml_objects
-from tests.harness.containers import RUNTIME_UID, Engine
 from tests.harness.kube import KubeCluster
-from tests.harness.podrunner import PodRunner
-from tests.harness.postgres import Conn, PgCluster
+from tests.harness.platform import Platform
+from tests.harness.podpostgres import PodPostgres
+from tests.harness.postgres import Conn
 
-REPO = Path(__file__).resolve().parents[2]
 TABLES = ("courses", "tasks", "submissions")
 
 
@@ -32,55 +30,45 @@ def _runbook_job() -> dict[str, Any]:
     return copy.deepcopy(job)
 
 
-def _counts(pg: PgCluster, conn: Conn) -> dict[str, int]:
+def _counts(pg: PodPostgres, conn: Conn) -> dict[str, int]:
     with pg.connect(conn) as c:
         count = sql.SQL("SELECT count(*) FROM {}")
         rows = {t: c.execute(count.format(sql.Identifier(t))).fetchone() for t in TABLES}
     return {t: int(row[0]) for t, row in rows.items() if row is not None}  # type: ignore[call-overload]
 
 
-def test_the_runbooks_restore_job_restores_a_real_backup(
+def test_the_runbooks_restore_job_restores_a_backup_made_into_a_subpath(
     kube_cluster: KubeCluster,
-    container_engine: Engine,
     namespace: str,
-    pod_runner: PodRunner | None,
-    pg_cluster: PgCluster,
+    operator: OperatorProcess,
+    platform: Platform,
+    pg_cluster: PodPostgres,
     pg_db: Conn,
-    tmp_path: Path,
 ) -> None:
-    if pod_runner is None:
-        pytest.skip("needs the local PVC layout of the kubelet stand-in")
     job = _runbook_job()
     spec = job["spec"]["template"]["spec"]
     (container,) = spec["containers"]
-    image = container["image"]
-    container_engine.build(image, REPO / "images/dump/Dockerfile", REPO / "images/dump")
     claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
+    claim_name = claim["persistentVolumeClaim"]["claimName"]
     sub_path = next(m for m in container["volumeMounts"] if m["name"] == claim["name"])["subPath"]
-    storage = pod_runner.pvc_dir(namespace, claim["persistentVolumeClaim"]["claimName"]) / sub_path
-    storage.mkdir(parents=True)
+    ns = Namespace(kube_cluster, namespace)
+    ns.add_pvc(claim_name)
 
-    # A real backup of the source database into that PVC, as the backup pods write it.
-    pgpass = tmp_path / "pgpass"
-    pgpass.write_text(pg_db.pgpass_line())
-    pgpass.chmod(0o600)
-    env = {
-        "PATH": os.environ["PATH"],
-        "PGHOST": pg_db.host,
-        "PGPORT": str(pg_db.port),
-        "PGDATABASE": pg_db.dbname,
-        "PGUSER": pg_db.user,
-        "PGPASSFILE": str(pgpass),
-        "PGSSLMODE": "disable",
-        "BACKUP_STORAGE_ROOT": str(storage),
-        "BACKUP_PREFIX": "src",
-        "BACKUP_TERMINATION_LOG": str(tmp_path / "termination-log"),
-        "TMPDIR": str(tmp_path),
-    }
-    subprocess.run(["learnops-dump", "run"], env=env, check=True, capture_output=True)
-    artifact = json.loads((storage / "src.latest.json").read_text())["artifact"]
-    for path in [storage, *storage.rglob("*")]:
-        os.chown(path, RUNTIME_UID, RUNTIME_UID)
+    # Step 1: a real backup by the operator's pod, into storage.subPath of that claim.
+    password = f"backup-{secrets.token_hex(6)}"
+    role = f"backup_{secrets.token_hex(4)}"
+    pg_cluster.create_user(role, password)
+    with pg_cluster.connect(pg_db) as c:
+        c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role)))
+    source = pg_cluster.in_cluster(Conn(pg_db.host, pg_db.port, role, password, pg_db.dbname))
+    storage = {"persistentVolumeClaim": {"claimName": claim_name}, "subPath": sub_path}
+    ns.declare_backup(source, password, "src", storage=storage)
+    st = ns.run_now("src", "restore-1", timeout=180)
+    assert st["lastResult"] == "Succeeded", st
+    artifact = st["lastSuccessfulBackup"]["artifact"]
+    files = platform.volume_files(namespace, claim_name)
+    assert f"{sub_path}/{artifact}" in files
+    assert f"{sub_path}/latest.json" in files
 
     # Step 2: the empty target database; step 3: the restore role's pgpass Secret.
     restorer = pg_cluster.create_user(
@@ -88,57 +76,36 @@ def test_the_runbooks_restore_job_restores_a_real_backup(
     )
     target = f"restored_{namespace.replace('-', '_')}"
     with pg_cluster.connect() as c:
-        c.execute(f'CREATE DATABASE "{target}" TEMPLATE template0')
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(target)))
+    in_cluster = pg_cluster.in_cluster(restorer)
     secret = next(v for v in spec["volumes"] if "secret" in v)["secret"]["secretName"]
     kube_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        secret,
-        "-n",
-        namespace,
-        "--from-file=pgpass=/dev/stdin",
-        input=f"{restorer.host}:{restorer.port}:*:{restorer.user}:restore-pw\n",
-    )
-    kube_cluster.kubectl(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": claim["persistentVolumeClaim"]["claimName"]},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            }
-        ),
-    )
+        "create", "secret", "generic", secret, "-n", namespace, "--from-file=pgpass=/dev/stdin",
+        input=f"{in_cluster.host}:{in_cluster.port}:*:{in_cluster.user}:restore-pw\n",
+    )  # fmt: skip
 
     # Step 4: the runbook's Job with this site's values.
     job["metadata"]["namespace"] = namespace
     container["args"] = ["restore", artifact, "--target-db", target]
     site = {
-        "PGHOST": restorer.host,
-        "PGPORT": str(restorer.port),
-        "PGUSER": restorer.user,
+        "PGHOST": in_cluster.host,
+        "PGPORT": str(in_cluster.port),
+        "PGUSER": in_cluster.user,
         "PGSSLMODE": "disable",
     }
     for item in container["env"]:
         item["value"] = site.get(item["name"], item["value"])
     kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
     name = job["metadata"]["name"]
-    deadline = time.monotonic() + 180
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline and not (status.get("succeeded") or status.get("failed")):
-        time.sleep(1)
+
+    def finished() -> dict[str, Any] | None:
         got = kube_cluster.kubectl("get", "job", name, "-n", namespace, "-o", "json").stdout
-        status = json.loads(got).get("status", {})
-    assert status.get("succeeded") == 1, (status, pod_runner.errors)
+        status: dict[str, Any] = json.loads(got).get("status", {})
+        return status if status.get("succeeded") or status.get("failed") else None
+
+    status = wait_for(finished, 240, "the restore Job to finish", every=1)
+    logs = kube_cluster.kubectl("logs", f"job/{name}", "-n", namespace, check=False).stdout
+    assert status.get("succeeded") == 1, (status, logs[-3000:])
 
     # Step 5: the restored database holds what the source held.
     assert _counts(pg_cluster, pg_db.with_db(target)) == _counts(pg_cluster, pg_db)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every prerequisite of `make test` on a fresh Debian bookworm machine (as root), from
 # package registries only: Debian packages, uv and the Python deps, Kubernetes built from the Go
-# module proxy, helm and kind via `go install`, and the locally made base image. Idempotent:
+# module proxy, helm and kind via `go install`, the locally made base image and the kind node
+# image (tests/harness/kind-node/build-node-image.sh). Idempotent:
 # each step is skipped when its result is already there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +11,7 @@ cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
 HELM_VERSION=v3.22.0
 KIND_VERSION=v0.33.0
 APT_PACKAGES=(postgresql postgresql-contrib docker.io debootstrap openssl zstd lz4 pigz
-  ca-certificates git make procps iproute2)
+  ca-certificates git make procps iproute2 gcc libc6-dev)
 
 step() { printf '==> %s\n' "$*" >&2; }
 
@@ -58,4 +59,8 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 fi
 "$here/make-base-image.sh" >/dev/null
+# The standard kindest/node where it is present (or LEARNOPS_KIND_IMAGE), else assembled here:
+# the Go parts from the module proxy, cached under $cache/kind-node-parts (cold: ~15 min).
+step "kind node image"
+(cd "$repo" && uv run --frozen python -m tests.harness.kind node-image >&2)
 step "prerequisites ready; tools in $cache/bin"

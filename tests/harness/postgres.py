@@ -72,7 +72,103 @@ class Conn:
         return Conn(self.host, self.port, self.user, self.password, dbname)
 
 
-class PgCluster:
+class PgServer:
+    """Administration of a running server as its superuser (creating roles and databases)."""
+
+    host: str
+    port: int
+    superuser_password: str
+    bindir: Path  # client tools (pgbench) on this host
+
+    @property
+    def admin(self) -> Conn:
+        return Conn(self.host, self.port, SUPERUSER, self.superuser_password, "postgres")
+
+    @contextlib.contextmanager
+    def connect(self, conn: Conn | None = None) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        with psycopg.connect(**(conn or self.admin).kwargs(), autocommit=True) as c:  # type: ignore[arg-type]
+            yield c
+
+    def create_user(self, name: str, password: str, *, superuser: bool = False) -> Conn:
+        """A login role with a scram password; returns how to connect as it."""
+        role = sql.SQL("SUPERUSER") if superuser else sql.SQL("NOSUPERUSER")
+        with self.connect() as c:
+            c.execute(
+                sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {}").format(
+                    sql.Identifier(name), role, sql.Literal(password)
+                )
+            )
+        return Conn(self.host, self.port, name, password, "postgres")
+
+    def create_database(
+        self, name: str, *, owner: str = SUPERUSER, template: str = TEMPLATE_DB
+    ) -> Conn:
+        with self.connect() as c:
+            c.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(owner), sql.Identifier(template)
+                )
+            )
+        return self.admin.with_db(name)
+
+    def drop_database(self, name: str) -> None:
+        with self.connect() as c:
+            c.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def database_size(self, dbname: str) -> int:
+        with self.connect() as c:
+            row = c.execute("SELECT pg_database_size(%s)", (dbname,)).fetchone()
+        assert row is not None
+        size = row[0]
+        assert isinstance(size, int)
+        return size
+
+    def create_template(self) -> None:
+        """The sample-data template every test database is cloned from."""
+        with self.connect() as c:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+        with self.connect(self.admin.with_db(TEMPLATE_DB)) as c:
+            c.execute(SAMPLE_SQL.read_bytes())
+
+    # -- bulk data -------------------------------------------------------
+    def fill_mb(self, dbname: str, megabytes: int) -> None:
+        """Add about `megabytes` MB of pgbench tables (realistic, indexed rows)."""
+        scale = max(1, -(-megabytes // MB_PER_PGBENCH_SCALE))
+        self.pgbench_init(dbname, scale)
+
+    def pgbench_init(self, dbname: str, scale: int) -> None:
+        with tempfile.NamedTemporaryFile("w", prefix="pgpass-", delete=False) as f:
+            f.write(self.admin.with_db(dbname).pgpass_line())
+        try:
+            os.chmod(f.name, 0o600)
+            env = {**_clean_env(), "PGPASSFILE": f.name}
+            subprocess.run(
+                [
+                    str(self.bindir / "pgbench"),
+                    "-i",
+                    "-q",
+                    "-s",
+                    str(scale),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    SUPERUSER,
+                    dbname,
+                ],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            os.unlink(f.name)
+
+
+class PgCluster(PgServer):
     """initdb + pg_ctl on a free port with its own socket directory."""
 
     def __init__(self, bindir: Path) -> None:
@@ -117,7 +213,7 @@ class PgCluster:
             "-c shared_buffers=128MB"
         )
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", opts, "-w", "start")
-        self._create_template()
+        self.create_template()
         return self
 
     def stop(self) -> None:
@@ -134,92 +230,6 @@ class PgCluster:
             stderr=subprocess.PIPE,
             cwd=self.base,
         )
-
-    # -- administration --------------------------------------------------
-    @property
-    def admin(self) -> Conn:
-        return Conn(self.host, self.port, SUPERUSER, self.superuser_password, "postgres")
-
-    @contextlib.contextmanager
-    def connect(self, conn: Conn | None = None) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        with psycopg.connect(**(conn or self.admin).kwargs(), autocommit=True) as c:  # type: ignore[arg-type]
-            yield c
-
-    def create_user(self, name: str, password: str, *, superuser: bool = False) -> Conn:
-        """A login role with a scram password; returns how to connect as it."""
-        role = sql.SQL("SUPERUSER") if superuser else sql.SQL("NOSUPERUSER")
-        with self.connect() as c:
-            c.execute(
-                sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {}").format(
-                    sql.Identifier(name), role, sql.Literal(password)
-                )
-            )
-        return Conn(self.host, self.port, name, password, "postgres")
-
-    def create_database(
-        self, name: str, *, owner: str = SUPERUSER, template: str = TEMPLATE_DB
-    ) -> Conn:
-        with self.connect() as c:
-            c.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(owner), sql.Identifier(template)
-                )
-            )
-        return self.admin.with_db(name)
-
-    def drop_database(self, name: str) -> None:
-        with self.connect() as c:
-            c.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-    def fill_mb(self, dbname: str, megabytes: int) -> None:
-        """Add about `megabytes` MB of pgbench tables (realistic, indexed rows)."""
-        scale = max(1, -(-megabytes // MB_PER_PGBENCH_SCALE))
-        self.pgbench_init(dbname, scale)
-
-    def pgbench_init(self, dbname: str, scale: int) -> None:
-        with tempfile.NamedTemporaryFile("w", prefix="pgpass-", delete=False) as f:
-            f.write(self.admin.with_db(dbname).pgpass_line())
-        try:
-            os.chmod(f.name, 0o600)
-            env = {**_clean_env(), "PGPASSFILE": f.name}
-            subprocess.run(
-                [
-                    str(self.bindir / "pgbench"),
-                    "-i",
-                    "-q",
-                    "-s",
-                    str(scale),
-                    "-h",
-                    self.host,
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    SUPERUSER,
-                    dbname,
-                ],
-                check=True,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        finally:
-            os.unlink(f.name)
-
-    def database_size(self, dbname: str) -> int:
-        with self.connect() as c:
-            row = c.execute("SELECT pg_database_size(%s)", (dbname,)).fetchone()
-        assert row is not None
-        size = row[0]
-        assert isinstance(size, int)
-        return size
-
-    def _create_template(self) -> None:
-        with self.connect() as c:
-            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
-        with self.connect(self.admin.with_db(TEMPLATE_DB)) as c:
-            c.execute(SAMPLE_SQL.read_bytes())
 
 
 def _clean_env() -> dict[str, str]:

@@ -1,0 +1,71 @@
+"""The e2e tier runs on real pods: a kind cluster (one per session), our images loaded with
+`kind load`, and PostgreSQL as a pod. The fixtures the other tiers define for the local control
+plane and the host's PostgreSQL (`kube_cluster`, `operator_kubeconfig`, `pg_cluster`, `pg_db`)
+are redefined here on top of that platform, so the e2e tests read like the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_operator import install_operator_rbac
+from tests.harness import tiers
+from tests.harness.containers import Engine
+from tests.harness.kind import KindCluster, log
+from tests.harness.kube import KubeCluster
+from tests.harness.platform import IMAGES, Platform
+from tests.harness.podpostgres import NODEPORT, PodPostgres
+from tests.harness.postgres import Conn
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def platform(kind_cluster: tuple[KindCluster, KubeCluster], container_engine: Engine) -> Platform:
+    """The kind cluster with our images on its node and PostgreSQL running as a pod."""
+    kind, kube = kind_cluster
+    t0 = time.monotonic()
+    try:
+        for tag, (dockerfile, context) in IMAGES.items():
+            container_engine.build(tag, REPO / dockerfile, REPO / context)
+        kind.load(*IMAGES)
+    except RuntimeError as exc:
+        tiers.unavailable("e2e", f"images did not build or load: {exc}")
+    log(f"{len(IMAGES)} images built and loaded in {time.monotonic() - t0:.0f}s")
+    kind.wait_system(kube)
+    pg = PodPostgres(kube, kind.host_ports[NODEPORT]).start()
+    log("PostgreSQL pod answering")
+    return Platform(kind, kube, pg)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(platform: Platform) -> KubeCluster:
+    return platform.kube
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
+    return install_operator_rbac(kube_cluster)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(platform: Platform) -> PodPostgres:
+    return platform.pg
+
+
+@pytest.fixture
+def pg_db(pg_cluster: PodPostgres, request: pytest.FixtureRequest) -> Iterator[Conn]:
+    """A fresh database of the PostgreSQL pod, cloned from the sample-data template."""
+    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    name = f"t_{slug}_{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]}"
+    conn = pg_cluster.create_database(name)
+    try:
+        yield conn
+    finally:
+        pg_cluster.drop_database(name)
