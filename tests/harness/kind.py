@@ -130,7 +130,7 @@ class KindCluster:
         t1 = time.monotonic()
         wrapped.create(config_file)
         self.timings["kind create"] = time.monotonic() - t1
-        kube = KubeCluster("kind", self.kubeconfig, kubectl_binary(), has_kubelet=True)
+        kube = KubeCluster("kind", self.kubeconfig, kubectl_binary())
         wait_for(lambda: _node_ready(kube), 180, "the kind node to be Ready")
         self.timings["node ready"] = time.monotonic() - t1
         progress(f"node Ready {self.timings['node ready']:.0f}s after kind create started")

@@ -28,11 +28,10 @@ CLUSTER_DIR = Path(os.environ.get("LEARNOPS_CLUSTER_DIR", "/tmp/learnops-cluster
 class KubeCluster:
     """What tests get: a kubeconfig, kubectl, API clients, and impersonation."""
 
-    def __init__(self, provider: str, kubeconfig: Path, kubectl_path: Path, *, has_kubelet: bool):
+    def __init__(self, provider: str, kubeconfig: Path, kubectl_path: Path):
         self.provider = provider
         self.kubeconfig = kubeconfig
         self.kubectl_path = kubectl_path
-        self.has_kubelet = has_kubelet
         self._scratch = Path(tempfile.mkdtemp(prefix="learnops-kubecfg-"))
 
     def kubectl(
@@ -94,7 +93,7 @@ class KubeCluster:
 
 def start_local(workdir: Path) -> tuple[KubeCluster, LocalControlPlane]:
     plane = LocalControlPlane(workdir, k8s_bindir()).start()
-    return KubeCluster("local", plane.kubeconfig, plane.kubectl_path, has_kubelet=False), plane
+    return KubeCluster("local", plane.kubeconfig, plane.kubectl_path), plane
 
 
 def kubectl_binary() -> Path:
@@ -104,7 +103,7 @@ def kubectl_binary() -> Path:
 
 def existing_cluster() -> KubeCluster:
     kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
-    return KubeCluster("existing", kubeconfig, kubectl_binary(), has_kubelet=True)
+    return KubeCluster("existing", kubeconfig, kubectl_binary())
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,12 @@ DOCKER_SHIM = r"""#!/bin/bash
 # machine (no CAP_SYS_RESOURCE to grant), so a node gets the same powers minus that one.
 set -euo pipefail
 real=@REAL_DOCKER@
+if [ "${1:-}" = exec ]; then
+  # `exec --privileged` fails the same way; the node's own capabilities are what it needs.
+  args=()
+  for a in "${@:2}"; do [ "$a" = --privileged ] || args+=("$a"); done
+  exec "$real" exec "${args[@]}"
+fi
 if [ "${1:-}" != run ]; then exec "$real" "$@"; fi
 privileged=0
 args=()

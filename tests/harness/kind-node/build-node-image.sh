@@ -92,24 +92,25 @@ if [ "$parts_only" = 1 ]; then echo "$parts"; exit 0; fi
 base=$("$harness/make-base-image.sh")
 work=$(mktemp -d /tmp/learnops-kind-node.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-static_image() {  # static_image <tag> <binary>...: FROM scratch, binaries on PATH
-  local tag=$1; shift
-  local ctx="$work/img-$(basename "$1")"
+static_image() {  # static_image <tag> <binary>: FROM scratch, the binary on PATH and as entrypoint
+  local tag=$1 bin=$2
+  local ctx="$work/img-$(basename "$bin")"
   mkdir -p "$ctx"
-  cp "$@" "$ctx/"
-  { echo "FROM scratch"; for b in "$@"; do echo "COPY $(basename "$b") /usr/local/bin/"; done
-    echo "ENV PATH=/usr/local/bin"; } >"$ctx/Dockerfile"
+  cp "$bin" "$ctx/"
+  { echo "FROM scratch"; echo "COPY $(basename "$bin") /usr/local/bin/"
+    echo "ENV PATH=/usr/local/bin"; echo "ENTRYPOINT [\"/usr/local/bin/$(basename "$bin")\"]"
+  } >"$ctx/Dockerfile"
   docker build -q -t "$tag" "$ctx" >/dev/null
   echo "$tag"
 }
-debian_image() {  # debian_image <tag> "<apt packages>" [binary]: bookworm base, for tools that exec
-  local tag=$1 pkgs=$2 bin=${3:-}
+debian_image() {  # debian_image <tag> "<apt packages>" <binary>: bookworm base, for tools that exec
+  local tag=$1 pkgs=$2 bin=$3
   local ctx="$work/img-deb-${tag//[^a-z0-9]/-}"
   mkdir -p "$ctx"
   { echo "FROM $base"
     echo "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
---no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/*"
-    if [ -n "$bin" ]; then cp "$bin" "$ctx/"; echo "COPY $(basename "$bin") /usr/local/bin/"; fi
+--no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
+    cp "$bin" "$ctx/"; echo "COPY $(basename "$bin") /usr/local/bin/"
   } >"$ctx/Dockerfile"
   docker build -q --network host -t "$tag" "$ctx" >/dev/null
   echo "$tag"
@@ -125,10 +126,12 @@ images=(
   "$(static_image "$reg/pause:$PAUSE_VERSION" "$pause/pause")"
   "$(static_image "docker.io/learnops/local-path-provisioner:$LOCAL_PATH_VERSION" \
       "$lpp/local-path-provisioner")"
-  # kube-proxy programs iptables and conntrack; the helper only needs a shell.
+  # kube-proxy programs iptables and conntrack
   "$(debian_image "$reg/kube-proxy:$k8s_version" "iptables conntrack" "$k8sbin/kube-proxy")"
-  "$(debian_image "docker.io/learnops/local-path-helper:bookworm" "")"
 )
+# local-path's helper pod only needs a shell (mkdir, rm): the base itself, sharing its layer.
+docker tag "$base" docker.io/learnops/local-path-helper:bookworm
+images+=(docker.io/learnops/local-path-helper:bookworm)
 # kind's containerd config names pause:3.10 as its sandbox image.
 docker tag "$reg/pause:$PAUSE_VERSION" "$reg/pause:3.10"
 images+=("$reg/pause:3.10")
