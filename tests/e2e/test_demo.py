@@ -28,7 +28,7 @@ def test_the_demo_backs_up_reports_and_grades_the_sample_submissions_on_real_pod
     # artifact + manifest, the worker's pods drained the queue.
     pods = out.split("kubectl get pods -n learnops-system -o wide")[1].split("==>")[0]
     assert re.search(r"learnops-operator-\S+\s+1/1\s+Running", pods), pods
-    assert re.search(r"learnops-learning-worker-\S+\s+1/1\s+Running", pods), pods
+    assert re.search(r"learnops-worker-\S+\s+1/1\s+Running", pods), pods
     assert "Succeeded" in out.split("kubectl get databasebackups")[1].splitlines()[2]
     assert ".manifest.json" in out
     assert "succeeded  feedback                       40" in out
