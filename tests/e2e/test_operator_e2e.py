@@ -125,8 +125,10 @@ def test_a_missing_secret_is_learned_from_the_kubelets_mount_failure(
     assert cond["status"] == "False"
     assert "pg-missing" in cond["message"]
     assert [e["type"] for e in backup_ns.events("SecretNotFound")] == ["Warning"]
-    mounts = [e for e in backup_ns.events("FailedMount") if e["source"].get("component")]
-    assert mounts, "no FailedMount from the kubelet"
+    assert any(
+        "kubelet" in {(e.get("source") or {}).get("component"), e.get("reportingComponent")}
+        for e in backup_ns.events("FailedMount")
+    ), "no FailedMount from the kubelet"
 
 
 def test_no_success_within_two_schedule_intervals_is_reported_until_a_real_run_succeeds(
