@@ -24,6 +24,16 @@ from tests.harness.podpostgres import NODEPORT, PodPostgres
 from tests.harness.postgres import Conn
 
 REPO = Path(__file__).resolve().parents[2]
+# pytest-timeout counts fixture setup: the first e2e test also pays for the platform (a cold
+# node image, image builds, the cluster, PostgreSQL), the demo test for a cluster of its own.
+E2E_TIMEOUT_SECONDS = 1800
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # a conftest's collection hook sees every item of the session, not only this folder's
+        if item.nodeid.startswith("tests/e2e/") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
 
 
 @pytest.fixture(scope="session")

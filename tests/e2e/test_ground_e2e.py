@@ -29,6 +29,7 @@ spec:
         image: learnops-smoke:test
         imagePullPolicy: Never
         args: ["id -u > /dev/termination-log; cat /secret/token >> /dev/termination-log;
+                echo >> /dev/termination-log;
                 stat -Lc '%u:%g:%a' /secret/token >> /dev/termination-log;
                 touch /rootfs-probe 2>/dev/null && echo writable-root >> /dev/termination-log;
                 echo done"]
