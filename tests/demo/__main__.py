@@ -250,8 +250,8 @@ spec:
     say(f"The volume on the node ({platform.kind.node}:{path})")
     show(["ls", "-lR", path], platform.kind.node_exec("ls", "-lR", path).stdout)
     files = platform.volume_files(APP_NS, "backups")
-    if "nightly/latest.json" in files:
-        print(files["nightly/latest.json"].decode())
+    if "nightly/learning-nightly.latest.json" in files:
+        print(files["nightly/learning-nightly.latest.json"].decode())
 
 
 # -- worker --------------------------------------------------------------------

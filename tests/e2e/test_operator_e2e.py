@@ -68,7 +68,7 @@ def test_a_real_backup_pod_reports_success_on_the_resource(
     assert manifest["status"] == "ok"
     assert manifest["sha256"] == success["sha256"]
     assert len(files[success["artifact"]]) == success["sizeBytes"]
-    assert json.loads(files["latest.json"])["artifact"] == success["artifact"]
+    assert json.loads(files["nightly.latest.json"])["artifact"] == success["artifact"]
     assert all(canary.encode() not in data for data in files.values())
     _assert_canary_absent(backup_ns, operator, canary)
 

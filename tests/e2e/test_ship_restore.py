@@ -68,7 +68,7 @@ def test_the_runbooks_restore_job_restores_a_backup_made_into_a_subpath(
     artifact = st["lastSuccessfulBackup"]["artifact"]
     files = platform.volume_files(namespace, claim_name)
     assert f"{sub_path}/{artifact}" in files
-    assert f"{sub_path}/latest.json" in files
+    assert f"{sub_path}/src.latest.json" in files
 
     # Step 2: the empty target database; step 3: the restore role's pgpass Secret.
     restorer = pg_cluster.create_user(

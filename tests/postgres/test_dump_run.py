@@ -87,7 +87,7 @@ def test_the_runner_makes_its_storage_subdirectory_itself_and_writes_only_there(
     made = dump_world.storage / "team-a" / "nightly"
     assert made.is_dir()
     assert made.stat().st_mode & 0o777 == 0o750
-    assert json.loads((made / "latest.json").read_text())["artifact"]
+    assert json.loads((made / "t.latest.json").read_text())["artifact"]
     assert sorted(p.name for p in dump_world.storage.iterdir()) == ["team-a"]
 
 
