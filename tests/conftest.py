@@ -8,7 +8,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from tests.harness.kube import (
     start_local,
 )
 from tests.harness.podrunner import PodRunner
-from tests.harness.postgres import Conn, PgCluster, pg_bindir
+from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
 pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixtures_operator"]
@@ -151,3 +151,27 @@ def pod_runner(
     finally:
         runner.stop()
         assert not runner.errors, runner.errors
+
+
+@pytest.fixture(scope="session")
+def pg_majors() -> Iterator[Callable[[int], PgCluster]]:
+    """A throwaway server of any supported major (13-18, registry builds), started on first use
+    and kept for the session: `pg_majors(18)`."""
+    started: dict[int, PgCluster] = {}
+
+    def get(major: int) -> PgCluster:
+        if major not in started:
+            bindir = major_bindir(major)
+            if bindir is None:
+                tiers.unavailable(
+                    "postgres",
+                    f"no PostgreSQL {major} build (run tests/harness/install-postgresql.sh)",
+                )
+            started[major] = PgCluster(bindir).start()
+        return started[major]
+
+    try:
+        yield get
+    finally:
+        for cluster in started.values():
+            cluster.stop()

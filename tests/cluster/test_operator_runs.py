@@ -95,6 +95,40 @@ def test_a_successful_run_reaches_status_events_and_metrics(
     )
 
 
+def test_each_database_and_the_globals_get_their_own_status_entry(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    manifest = backup("multi", globals=True)
+    manifest["spec"]["database"]["dbnames"] = ["app", "crm"]
+    backup_ns.apply(manifest)
+    _ready(backup_ns, "multi")
+    backup_ns.kubectl("annotate", "dbb", "multi", "learnops.io/backup-now=run-1")
+    job = wait_for(lambda: backup_ns.items("jobs"), 15, "the Job")[0]
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BACKUP_DATABASES"] == '["app", "crm"]'
+    assert env["BACKUP_GLOBALS"] == "true"
+    sha = "ab" * 32
+    lines = [
+        {"database": d, "status": "ok", "artifact": f"multi-20261130T020000Z.{d}.dump",
+         "sizeBytes": 100, "sha256": sha}
+        for d in ("app", "crm")
+    ]  # fmt: skip
+    globals_ = {"status": "ok", "artifact": "multi-20261130T020000Z.globals.sql",
+                "sizeBytes": 7, "sha256": sha, "rolePasswords": False}  # fmt: skip
+    summary = dump_summary(ok=True, artifact=None, sha256=None, databases=lines, globals=globals_)
+    backup_ns.run_job(job["metadata"]["name"], 0, summary)
+    st = wait_for(
+        lambda: (s := _status(backup_ns, "multi")).get("lastResult") and s, 30, "the result"
+    )
+    success = st["lastSuccessfulBackup"]
+    assert isinstance(success, dict)
+    assert success["databases"] == [
+        {k: v for k, v in line.items() if k != "status"} for line in lines
+    ]
+    assert success["globals"] == {k: v for k, v in globals_.items() if k != "status"}
+    assert "2 database artifacts" in backup_ns.condition("multi", "LastBackupSucceeded")["message"]
+
+
 def _fail_once(ns: Namespace, token: str, failures: int) -> None:
     ns.kubectl("annotate", "dbb", "nightly", "--overwrite", f"learnops.io/backup-now={token}")
 

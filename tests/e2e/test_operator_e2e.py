@@ -16,6 +16,7 @@ import pytest
 
 from tests.fixtures_operator import Namespace, OperatorProcess, backup, wait_for
 from tests.harness.containers import Engine
+from tests.harness.dumpimage import build_dump_image
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster
 
@@ -25,7 +26,7 @@ DUMP_IMAGE = "learnops/dump:e2e"
 
 @pytest.fixture(scope="module")
 def dump_image(container_engine: Engine) -> str:
-    return container_engine.build(DUMP_IMAGE, REPO / "images/dump/Dockerfile", REPO / "images/dump")
+    return build_dump_image(container_engine, DUMP_IMAGE)
 
 
 @pytest.fixture

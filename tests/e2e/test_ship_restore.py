@@ -19,6 +19,7 @@ from psycopg import sql
 
 from tests.fixtures_ship import yaml_objects
 from tests.harness.containers import RUNTIME_UID, Engine
+from tests.harness.dumpimage import build_dump_image
 from tests.harness.kube import KubeCluster
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster
@@ -54,7 +55,7 @@ def test_the_runbooks_restore_job_restores_a_real_backup(
     spec = job["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     image = container["image"]
-    container_engine.build(image, REPO / "images/dump/Dockerfile", REPO / "images/dump")
+    build_dump_image(container_engine, image)
     claim = next(v for v in spec["volumes"] if "persistentVolumeClaim" in v)
     sub_path = next(m for m in container["volumeMounts"] if m["name"] == claim["name"])["subPath"]
     storage = pod_runner.pvc_dir(namespace, claim["persistentVolumeClaim"]["claimName"]) / sub_path
