@@ -156,7 +156,7 @@ class WorkerProc:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
 
-    def start(self) -> WorkerProc:
+    def start(self, *, wait: bool = True) -> WorkerProc:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "learnops_worker", "run"],
@@ -165,7 +165,7 @@ class WorkerProc:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        if self.http_port:
+        if self.http_port and wait:
             wait_port(self.http_port, 20)
         return self
 

@@ -105,12 +105,12 @@ def until_cancelled(ctx: JobContext) -> Any:
 
 
 def chaos(ctx: JobContext) -> Any:
-    """`payload.mode`: "good" records and succeeds, "poison" returns NaN, "runaway" hangs."""
+    """`payload.mode`: "good" succeeds (the completion trigger counts it), "poison" returns
+    NaN, "runaway" never returns."""
     mode = ctx.payload.get("mode")
     if mode == "poison":
         return {"value": float("nan")}
     if mode == "runaway":
         threading.Event().wait()
-    _record(ctx)
     time.sleep(float(ctx.payload.get("sleep", 0)))
     return {"attempt": ctx.job.attempt}
