@@ -34,7 +34,7 @@ test: deps lint ## the whole suite except benchmarks (what CI runs)
 
 test-worker-majors: ## the worker's PostgreSQL tests on servers $(WORKER_MAJORS) (LEARNOPS_PG_MAJOR)
 	for major in $(WORKER_MAJORS); do \
-	  LEARNOPS_PG_MAJOR=$$major $(PYTEST) -q -p no:cacheprovider -k "not soak" \
+	  LEARNOPS_PG_MAJOR=$$major $(PYTEST) -q -p no:cacheprovider -k "not soak and not chaos" \
 	    tests/postgres/test_ground_postgres.py tests/postgres/test_worker_*.py || exit 1; \
 	done
 
