@@ -11,7 +11,7 @@ export PATH := $(CACHE)/bin:$(PATH)
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help deps lint test test-unit bench cluster-up cluster-down demo crds
+.PHONY: help deps lint test test-worker-majors test-unit bench cluster-up cluster-down demo crds
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,9 +26,19 @@ lint: ## ruff + mypy --strict
 
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=tests/e2e`.
 PYTEST_ARGS ?=
+# The worker's schema and queries once more on the oldest and newest supported server (the soak,
+# a load test, runs on the default server only).
+WORKER_MAJORS ?= 13 18
 
 test: deps lint ## the whole suite except benchmarks (what CI runs)
 	$(PYTEST) -m "not bench" --durations=15 $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-worker-majors
+
+test-worker-majors: ## the worker's PostgreSQL tests on servers $(WORKER_MAJORS) (LEARNOPS_PG_MAJOR)
+	for major in $(WORKER_MAJORS); do \
+	  LEARNOPS_PG_MAJOR=$$major $(PYTEST) -q -p no:cacheprovider -k "not soak and not chaos" \
+	    tests/postgres/test_ground_postgres.py tests/postgres/test_worker_*.py || exit 1; \
+	done
 
 test-unit: ## only the tests that need nothing
 	$(PYTEST) -m unit

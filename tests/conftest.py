@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -25,7 +25,7 @@ from tests.harness.kube import (
     existing_cluster,
     start_local,
 )
-from tests.harness.postgres import Conn, PgCluster, pg_bindir
+from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
 pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixtures_operator"]
@@ -150,3 +150,27 @@ def container_engine() -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+@pytest.fixture(scope="session")
+def pg_majors() -> Iterator[Callable[[int], PgCluster]]:
+    """A throwaway server of any supported major (13-18, registry builds), started on first use
+    and kept for the session: `pg_majors(18)`."""
+    started: dict[int, PgCluster] = {}
+
+    def get(major: int) -> PgCluster:
+        if major not in started:
+            bindir = major_bindir(major)
+            if bindir is None:
+                tiers.unavailable(
+                    "postgres",
+                    f"no PostgreSQL {major} build (run tests/harness/install-postgresql.sh)",
+                )
+            started[major] = PgCluster(bindir).start()
+        return started[major]
+
+    try:
+        yield get
+    finally:
+        for cluster in started.values():
+            cluster.stop()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +20,8 @@ from psycopg import sql
 
 from tests.harness import tiers
 from tests.harness.containers import Engine
-from tests.harness.postgres import Conn, PgCluster
+from tests.harness.dumpimage import BundlesMissing, build_dump_image
+from tests.harness.postgres import Conn, PgCluster, major_bindir
 
 DUMP_SRC = Path(__file__).resolve().parent.parent / "images" / "dump"
 
@@ -196,14 +197,27 @@ def files_containing(root: Path, needles: list[str]) -> list[str]:
     return found
 
 
-def create_dump_role(pg_cluster: PgCluster, dbname: str, *, createdb: bool = True) -> Conn:
-    """A non-superuser role with a unique canary password that may read everything."""
+def create_dump_role(
+    pg_cluster: PgCluster, dbname: str, *, createdb: bool = True, read_all_data: bool = True
+) -> Conn:
+    """A non-superuser role with a unique canary password that may read everything
+    (pg_read_all_data; without it, or before 14: SELECT on the public schema's tables)."""
     name = f"dumper_{secrets.token_hex(4)}"
     conn = pg_cluster.create_user(name, canary_password())
+    role = sql.Identifier(name)
     with pg_cluster.connect() as c:
-        c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(name)))
+        if pg_cluster.major >= 14 and read_all_data:
+            c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(role))
         if createdb:
-            c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(name)))
+            c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(role))
+    if pg_cluster.major < 14 or not read_all_data:  # grant what the sample schema has
+        with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
+            for what in ("TABLES", "SEQUENCES"):
+                c.execute(
+                    sql.SQL("GRANT SELECT ON ALL {} IN SCHEMA public TO {}").format(
+                        sql.SQL(what), role
+                    )
+                )
     return conn.with_db(dbname)
 
 
@@ -234,8 +248,11 @@ def big_db(pg_cluster: PgCluster) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def dump_image(container_engine: Engine) -> str:
-    """images/dump built once per session on the local bookworm base."""
-    return container_engine.build("learnops-dump:test", DUMP_SRC / "Dockerfile", DUMP_SRC)
+    """images/dump built once per session on the local bookworm base, clients 14-18 as CI has."""
+    try:
+        return build_dump_image(container_engine, "learnops-dump:test")
+    except BundlesMissing as exc:
+        tiers.unavailable("container", str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -282,3 +299,39 @@ def wait_for_child(pid: int, name: str, timeout: float = 20) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"{name} never started under {pid}")
+
+
+def client_dirs(base: Path, majors: Iterable[int]) -> str:
+    """BACKUP_PG_CLIENT_DIRS for the registry builds of `majors`, laid out like the image's
+    /usr/lib/postgresql/<major>/bin (the same 14-18 builds the image bundles in CI)."""
+    root = base / "clients"
+    root.mkdir(exist_ok=True)
+    for major in majors:
+        bindir = major_bindir(major)
+        if bindir is None:
+            tiers.unavailable("postgres", f"no PostgreSQL {major} client build (make deps)")
+        link = root / str(major)
+        if not link.exists():
+            link.symlink_to(bindir.parent, target_is_directory=True)
+    return str(root / "*" / "bin")
+
+
+def table_checksums(pg_cluster: PgCluster, dbname: str) -> dict[str, tuple[int, str]]:
+    """(row count, md5 of every row in a stable order) of each user table."""
+    result: dict[str, tuple[int, str]] = {}
+    with pg_cluster.connect(pg_cluster.admin.with_db(dbname)) as c:
+        tables = c.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+        for (table,) in tables:
+            query = sql.SQL(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') "
+                "FROM {} t"
+            ).format(sql.SQL(str(table)))
+            row = c.execute(query).fetchone()
+            assert row is not None
+            count, digest = row
+            assert isinstance(count, int)
+            result[str(table)] = (count, str(digest))
+    return result

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,8 +25,9 @@ import pytest
 from learnops_worker import migrate
 from psycopg.types.json import Jsonb
 
+from tests.harness import tiers
 from tests.harness.net import free_port, wait_port
-from tests.harness.postgres import Conn
+from tests.harness.postgres import Conn, PgCluster, pg_bindir
 from tests.harness.wait import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,9 +58,22 @@ FAST = {
     "WORKER_BACKOFF_BASE_SECONDS": "0.05",
     "WORKER_BACKOFF_MAX_SECONDS": "0.5",
     "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
-    "WORKER_HANDLERS": (
-        "record=tests.worker_handlers:record,flaky=tests.worker_handlers:flaky,"
-        "permanent=tests.worker_handlers:permanent,later=tests.worker_handlers:later"
+    "WORKER_HANDLERS": ",".join(
+        f"{kind}=tests.worker_handlers:{func}"
+        for kind, func in {
+            "record": "record",
+            "flaky": "flaky",
+            "permanent": "permanent",
+            "later": "later",
+            "poison": "poison",
+            "nul-error": "nul_error",
+            "huge-delay": "huge_delay",
+            "surrogate": "surrogate",
+            "sysexit": "sysexit",
+            "forever": "forever",
+            "until-cancelled": "until_cancelled",
+            "chaos": "chaos",
+        }.items()
     ),
 }
 
@@ -140,7 +156,7 @@ class WorkerProc:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
 
-    def start(self) -> WorkerProc:
+    def start(self, *, wait: bool = True) -> WorkerProc:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "learnops_worker", "run"],
@@ -149,7 +165,7 @@ class WorkerProc:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
-        if self.http_port:
+        if self.http_port and wait:
             wait_port(self.http_port, 20)
         return self
 
@@ -231,6 +247,8 @@ class FakeProvider:
     bad_auth: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    content: str | None = None
+    """The answer's message content; None: a well-formed feedback object."""
 
     @property
     def base_url(self) -> str:
@@ -255,9 +273,8 @@ def fake_provider() -> Iterator[FakeProvider]:
                 status = 404
             if status == 200:
                 feedback = {"score": 7, "max_score": 10, "summary": "good", "criteria": []}
-                answer = {
-                    "choices": [{"message": {"role": "assistant", "content": json.dumps(feedback)}}]
-                }
+                content = json.dumps(feedback) if fake.content is None else fake.content
+                answer = {"choices": [{"message": {"role": "assistant", "content": content}}]}
                 payload = json.dumps(answer).encode()
             else:
                 payload = b'{"error": {"message": "try again"}}'
@@ -291,3 +308,129 @@ def worker_image(container_engine: Any) -> str:
         "learnops-learning-worker:test", ROOT / "images/learning-worker/Dockerfile", ROOT
     )
     return tag
+
+
+# -- a PostgreSQL of one's own, to stop, restart and black-hole -----------------------------
+@dataclass
+class OwnPostgres:
+    """A private cluster (tests that stop or restart the server must not share one)."""
+
+    cluster: PgCluster
+    db: Conn
+
+    def _opts(self) -> str:
+        c = self.cluster
+        return (
+            f"-p {c.port} -k {c.sockdir} -c listen_addresses={c.host} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB"
+        )
+
+    def stop(self) -> None:
+        """Immediate stop: backends die, as in a crash."""
+        self.cluster._pg("pg_ctl", "-D", str(self.cluster.data), "-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        c = self.cluster
+        c._pg("pg_ctl", "-D", str(c.data), "-l", str(c.logfile), "-o", self._opts(), "-w", "start")
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m immediate`: every connection is cut, the server comes back."""
+        c = self.cluster
+        c._pg(
+            "pg_ctl", "-D", str(c.data), "-l", str(c.logfile), "-o", self._opts(),
+            "-m", "immediate", "-w", "restart",
+        )  # fmt: skip
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    bindir = pg_bindir()
+    if bindir is None:
+        tiers.unavailable("postgres", "no PostgreSQL server binaries (apt-get install postgresql)")
+    cluster = PgCluster(bindir).start()
+    try:
+        own = OwnPostgres(cluster, cluster.create_database("worker_own"))
+        migrated(own.db)
+        yield own
+    finally:
+        cluster.stop()
+
+
+def env_for(conn: Conn, url: str | None = None, **extra: str) -> dict[str, str]:
+    """worker_env with an explicit DATABASE_URL (e.g. through a proxy)."""
+    env = worker_env(conn, **extra)
+    if url is not None:
+        env["DATABASE_URL"] = url
+    return env
+
+
+class BlackHoleProxy:
+    """A loopback TCP proxy that can stop forwarding without closing anything: the peer
+    sees no RST, no FIN, no answer, as behind a dead middlebox."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._forward = threading.Event()
+        self._forward.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, conn: Conn) -> str:
+        return f"postgresql://{conn.user}:{conn.password}@127.0.0.1:{self.port}/{conn.dbname}"
+
+    def black_hole(self) -> None:
+        self._forward.clear()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while not self._closed.is_set():
+            if not self._forward.is_set():
+                # Swallow nothing, answer nothing: data piles up in the kernel buffers.
+                self._closed.wait(0.2)
+                continue
+            ready, _, _ = select.select([src], [], [], 0.2)
+            if not ready or not self._forward.is_set():
+                continue
+            try:
+                data = src.recv(65536)
+                if not data:
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+@pytest.fixture
+def black_hole_proxy(worker_db: Conn) -> Iterator[BlackHoleProxy]:
+    proxy = BlackHoleProxy(worker_db.host, worker_db.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

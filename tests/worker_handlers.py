@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -52,3 +53,64 @@ def later(ctx: JobContext) -> Any:
 
 
 not_callable = 42
+
+
+# -- hostile handlers: each misbehaves in one way a real handler might --------------------
+def poison(ctx: JobContext) -> Any:
+    """A result jsonb refuses (Infinity), e.g. from a sum that overflowed."""
+    _record(ctx)
+    return {"score": float("inf")}
+
+
+def nul_error(ctx: JobContext) -> Any:
+    """An error message with a NUL byte, which no text column takes."""
+    _record(ctx)
+    raise RuntimeError("bad byte \x00 in the message")
+
+
+def huge_delay(ctx: JobContext) -> Any:
+    """A retry delay far beyond any interval."""
+    _record(ctx)
+    raise RetryLater("come back much later", delay_seconds=1e300)
+
+
+def surrogate(ctx: JobContext) -> Any:
+    """An exception message with a lone surrogate, which UTF-8 cannot encode."""
+    _record(ctx)
+    raise ValueError("broken \udc80 text")
+
+
+def sysexit(ctx: JobContext) -> Any:
+    """A handler that calls sys.exit()."""
+    _record(ctx)
+    raise SystemExit(3)
+
+
+def forever(ctx: JobContext) -> Any:
+    """Never returns and ignores every event it is given."""
+    _record(ctx)
+    threading.Event().wait()
+
+
+def until_cancelled(ctx: JobContext) -> Any:
+    """Runs until told it is cancelled (or 60 s), then returns a result that must be dropped."""
+    _record(ctx)
+    seen = ctx.cancelled.wait(60)
+    with psycopg.connect(ctx.settings.database_url.reveal(), autocommit=True) as c:
+        c.execute(
+            "INSERT INTO worker_test_executions (job_id, attempt, pid) VALUES (%s, %s, %s)",
+            (ctx.job.id, -1 if seen else -2, os.getpid()),
+        )
+    return {"finished": True}
+
+
+def chaos(ctx: JobContext) -> Any:
+    """`payload.mode`: "good" succeeds (the completion trigger counts it), "poison" returns
+    NaN, "runaway" never returns."""
+    mode = ctx.payload.get("mode")
+    if mode == "poison":
+        return {"value": float("nan")}
+    if mode == "runaway":
+        threading.Event().wait()
+    time.sleep(float(ctx.payload.get("sleep", 0)))
+    return {"attempt": ctx.job.attempt}

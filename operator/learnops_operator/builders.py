@@ -8,6 +8,7 @@ read-only Secret volume whose path is passed in the environment.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from learnops_operator.spec import API_VERSION, KIND, BackupSpec, Owner
@@ -94,6 +95,15 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
         ("BACKUP_TERMINATION_LOG", TERMINATION_LOG),
         ("TMPDIR", TMP_DIR),
     ]
+    # Only when asked for: a resource that uses none of them keeps its exact env (no drift).
+    if db.dbnames:
+        items.append(("BACKUP_DATABASES", json.dumps(list(db.dbnames), ensure_ascii=False)))
+    if db.all_databases:
+        items.append(("BACKUP_ALL_DATABASES", "true"))
+    if spec.globals:
+        items.append(("BACKUP_GLOBALS", "true"))
+    if spec.include_role_passwords:
+        items.append(("BACKUP_GLOBALS_ROLE_PASSWORDS", "true"))
     return [{"name": k, "value": v} for k, v in items]
 
 

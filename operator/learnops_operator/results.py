@@ -66,6 +66,11 @@ class RunResult:
     size_bytes: int | None = None
     sha256: str | None = None
     duration_seconds: float | None = None
+    databases: tuple[dict[str, Any], ...] = ()
+    """Per-database lines of a multi-database run, validated and bounded."""
+    databases_omitted: int | None = None
+    globals: dict[str, Any] | None = None
+    """The roles-and-globals artifact, validated."""
 
 
 def from_termination(job: str, terminated: Mapping[str, Any], fallback_time: datetime) -> RunResult:
@@ -88,6 +93,9 @@ def from_termination(job: str, terminated: Mapping[str, Any], fallback_time: dat
             size_bytes=_int(summary.get("sizeBytes")),
             sha256=_str(summary.get("sha256")),
             duration_seconds=_float(summary.get("durationSeconds")),
+            databases=_databases(summary.get("databases")),
+            databases_omitted=_int(summary.get("databasesOmitted")),
+            globals=_globals(summary.get("globals")),
         )
     killed = str(terminated.get("reason") or "")
     if exit_code == 0:
@@ -138,6 +146,55 @@ def _summary(message: str) -> dict[str, Any] | None:
     except ValueError:
         return None  # truncated by the kubelet or garbage: fall back to the exit code
     return data if isinstance(data, dict) and "status" in data else None
+
+
+# Bounds for what a pod may put into status through its termination message.
+MAX_DATABASES = 256
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def _databases(value: Any) -> tuple[dict[str, Any], ...]:
+    """Each line keeps only known keys with values of the right shape; others are dropped."""
+    if not isinstance(value, list):
+        return ()
+    lines = []
+    for item in value[:MAX_DATABASES]:
+        if not isinstance(item, dict):
+            continue
+        name = _str(item.get("database"))
+        status = item.get("status")
+        if name is None or len(name.encode()) > 63 or status not in ("ok", "failed"):
+            continue
+        line: dict[str, Any] = {"database": name, "status": status}
+        line.update(_artifact_fields(item))
+        if status == "failed" and (reason := _str(item.get("reason"))):
+            line["reason"] = bounded(reason, 64)
+        lines.append(line)
+    return tuple(lines)
+
+
+def _globals(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict) or value.get("status") not in ("ok", "failed"):
+        return None
+    entry: dict[str, Any] = {"status": value["status"], **_artifact_fields(value)}
+    if isinstance(value.get("rolePasswords"), bool):
+        entry["rolePasswords"] = value["rolePasswords"]
+    return entry
+
+
+def _artifact_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    artifact = _str(item.get("artifact"))
+    if artifact is not None and _NAME.fullmatch(artifact):
+        fields["artifact"] = artifact
+    size = _int(item.get("sizeBytes"))
+    if size is not None and size >= 0:
+        fields["sizeBytes"] = size
+    sha = _str(item.get("sha256"))
+    if sha is not None and _SHA256.fullmatch(sha):
+        fields["sha256"] = sha
+    return fields
 
 
 def _str(value: Any) -> str | None:

@@ -64,6 +64,10 @@ class Database:
     pgpass_secret: str | None
     pgpass_key: str
     url_secret: str | None
+    dbnames: tuple[str, ...] = ()
+    """Several databases to dump, each its own artifact (empty: dbname only)."""
+    all_databases: bool = False
+    """Every connectable non-template database of the server."""
 
     @property
     def secret_name(self) -> str:
@@ -105,6 +109,10 @@ class BackupSpec:
     affinity: Mapping[str, Any] | None
     pod_labels: Mapping[str, str]
     pod_annotations: Mapping[str, str]
+    globals: bool = False
+    """Also pg_dumpall --globals-only as its own artifact."""
+    include_role_passwords: bool = False
+    """Keep role password hashes in the globals artifact."""
 
     @property
     def cron_expression(self) -> str:
@@ -169,6 +177,8 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
             pgpass_secret=None if pgpass is None else str(pgpass["name"]),
             pgpass_key=str((pgpass or {}).get("key") or "pgpass"),
             url_secret=None if url is None else str(url["name"]),
+            dbnames=tuple(str(n) for n in db.get("dbnames") or ()),
+            all_databases=bool(db.get("allDatabases", False)),
         ),
         claim_name=str(claim),
         sub_path=storage.get("subPath") or None,
@@ -195,7 +205,13 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         affinity=dict(spec["affinity"]) if spec.get("affinity") else None,
         pod_labels=dict(spec.get("podLabels") or {}),
         pod_annotations=dict(spec.get("podAnnotations") or {}),
+        globals=bool(spec.get("globals", False)),
+        include_role_passwords=bool(spec.get("includeRolePasswords", False)),
     )
+    if parsed.database.dbnames and parsed.database.all_databases:
+        raise InvalidSpec("database.dbnames and database.allDatabases exclude each other")
+    if parsed.include_role_passwords and not parsed.globals:
+        raise InvalidSpec("includeRolePasswords needs globals true")
     _check_schedule(parsed)
     return parsed
 

@@ -165,10 +165,23 @@ def record(
             success["sha256"] = result.sha256
         if result.duration_seconds is not None:
             success["durationSeconds"] = result.duration_seconds
+        if result.databases:
+            success["databases"] = [
+                {k: v for k, v in line.items() if k != "status"} for line in result.databases
+            ]
+        if result.databases_omitted:
+            success["databasesOmitted"] = result.databases_omitted
+        if result.globals is not None and result.globals["status"] == "ok":
+            success["globals"] = {k: v for k, v in result.globals.items() if k != "status"}
         new["lastSuccessfulBackup"] = success
         new["lastResult"] = "Succeeded"
         new["consecutiveFailures"] = 0
-        message = f"{result.job} wrote {success.get('artifact', 'its artifact')}"
+        written = (
+            f"{len(result.databases)} database artifacts"
+            if result.databases
+            else success.get("artifact", "its artifact")
+        )
+        message = f"{result.job} wrote {written}"
         new = set_condition(
             new, LAST_BACKUP_SUCCEEDED, "True", "Succeeded", message, generation, now
         )
@@ -196,6 +209,11 @@ def record(
         }
         if result.exit_code is not None:
             failure["exitCode"] = result.exit_code
+        if result.databases:
+            failure["databases"] = [
+                {k: line[k] for k in ("database", "status", "reason") if k in line}
+                for line in result.databases
+            ]
         new["lastFailedBackup"] = failure
         new["lastResult"] = "Failed"
         new["consecutiveFailures"] = int(new.get("consecutiveFailures") or 0) + 1

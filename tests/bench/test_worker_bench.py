@@ -1,32 +1,85 @@
 """Worker throughput and wake-up latency next to a bare SQL claim/complete loop (the floor).
 
+Measured from outside, as a user would: 20,000 no-op jobs queued, one `learning-worker run`
+process with default settings (only WORKER_CONCURRENCY set, and the HTTP port off so runs
+cannot collide on a shared machine), wall time from its launch until nothing is queued or
+running, the queue watched over one connection.
+
 Run: uv run pytest tests/bench/test_worker_bench.py -s -p no:cacheprovider
-Figures are printed; assertions only catch a broken setup, not a slow machine.
+With LEARNOPS_BENCH_BEFORE=/path/to/an/older/images/learning-worker the older worker runs in
+the same session, interleaved, on its own schema: figures side by side, ratios printed.
+Assertions only catch a broken setup, not a slow machine.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures_worker import ROOT, connect, run_cli, scalar, wait_until, worker_env
-from tests.harness.postgres import Conn
+from tests.fixtures_worker import ROOT, connect, scalar
+from tests.harness.postgres import Conn, PgCluster
 
 JOBS = 20_000
+REPEATS = 3
 LATENCY_SAMPLES = 100
+WATCH_EVERY_SECONDS = 0.01
+OWN_SOURCE = ROOT / "images" / "learning-worker"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    source: Path
+    db: Conn
+
+    def env(self, **settings: str) -> dict[str, str]:
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PG", "WORKER_", "DATABASE_URL", "OPENAI_", "FEEDBACK_"))
+        }
+        path = os.pathsep.join([str(self.source), base.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        return {
+            **base,
+            "PYTHONPATH": path,
+            "DATABASE_URL": self.db.url(),
+            "WORKER_HTTP_PORT": "0",
+            **settings,
+        }
+
+    def cli(self, *args: str, **settings: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "learnops_worker", *args],
+            env=self.env(**settings),
+            cwd=ROOT,
+        )
 
 
 @pytest.fixture
-def worker_bench_db(pg_db: Conn) -> Conn:
-    assert run_cli(pg_db, "migrate").returncode == 0
-    return pg_db
+def variants(pg_cluster: PgCluster) -> Iterator[list[Variant]]:
+    sources = [("after", OWN_SOURCE)]
+    if before := os.environ.get("LEARNOPS_BENCH_BEFORE"):
+        sources.insert(0, ("before", Path(before)))
+    out = []
+    for name, source in sources:
+        dbname = f"bench_worker_{name}"
+        pg_cluster.drop_database(dbname)
+        variant = Variant(name, source, pg_cluster.create_database(dbname))
+        assert variant.cli("migrate").wait(120) == 0
+        out.append(variant)
+    yield out
+    for v in out:
+        pg_cluster.drop_database(v.db.dbname)
 
 
 def fill(conn: Conn, n: int) -> None:
@@ -40,12 +93,6 @@ def fill(conn: Conn, n: int) -> None:
         c.execute("VACUUM ANALYZE learnops_jobs")
 
 
-def left(conn: Conn) -> int:
-    return int(
-        scalar(conn, "SELECT count(*) FROM learnops_jobs WHERE status IN ('queued', 'running')")
-    )
-
-
 def rss_kb(pid: int) -> tuple[int, int]:
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -53,35 +100,32 @@ def rss_kb(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
-def run_workers(
-    conn: Conn, processes: int, concurrency: int
-) -> tuple[float, list[tuple[int, int]]]:
-    """Seconds from launch until the queue is empty, and each worker's (RSS, peak RSS) in kB."""
-    fill(conn, JOBS)
-    env = worker_env(
-        conn,
-        WORKER_CONCURRENCY=str(concurrency),
-        WORKER_LEASE_SECONDS="10",
-        WORKER_HEARTBEAT_SECONDS="1",
-        WORKER_POLL_SECONDS="1",
-        WORKER_LOG_LEVEL="WARNING",
-    )
-    start = time.monotonic()
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "learnops_worker", "run"], env=env, cwd=ROOT)
-        for _ in range(processes)
-    ]
-    try:
-        wait_until(lambda: left(conn) == 0, 300, "the queue to drain")
-        elapsed = time.monotonic() - start
-        mem = [rss_kb(p.pid) for p in procs]
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            assert p.wait(30) == 0
-    assert scalar(conn, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'") == JOBS
-    return elapsed, mem
+def drain_seconds(variant: Variant, concurrency: int) -> tuple[float, int]:
+    """Launch to empty, watched over one connection; and the worker's peak RSS in kB."""
+    fill(variant.db, JOBS)
+    with connect(variant.db) as watch:
+        start = time.monotonic()
+        proc = variant.cli("run", WORKER_CONCURRENCY=str(concurrency))
+        try:
+            while True:
+                row = watch.execute(
+                    "SELECT EXISTS (SELECT 1 FROM learnops_jobs WHERE status = 'queued') "
+                    "OR EXISTS (SELECT 1 FROM learnops_jobs WHERE status = 'running')"
+                ).fetchone()
+                if row is not None and not row[0]:
+                    break
+                assert proc.poll() is None, "the worker died"
+                if time.monotonic() - start > 600:
+                    raise AssertionError("the queue did not drain")
+                time.sleep(WATCH_EVERY_SECONDS)
+            elapsed = time.monotonic() - start
+            peak = rss_kb(proc.pid)[1]
+        finally:
+            proc.terminate()
+            assert proc.wait(60) == 0
+    done = scalar(variant.db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
+    assert done == JOBS
+    return elapsed, peak
 
 
 def bare_loop(conn: Conn, threads: int, per_claim: int) -> float:
@@ -114,22 +158,22 @@ def bare_loop(conn: Conn, threads: int, per_claim: int) -> float:
     return time.monotonic() - start
 
 
-def latency(conn: Conn) -> list[float]:
+def latency(variant: Variant) -> list[float]:
     """Enqueue->claim seconds for jobs enqueued one by one into an idle worker."""
-    with connect(conn) as c:
+    with connect(variant.db) as c:
         c.execute("TRUNCATE learnops_jobs")
-    env = worker_env(
-        conn, WORKER_CONCURRENCY="1", WORKER_POLL_SECONDS="30", WORKER_LOG_LEVEL="WARNING"
-    )
-    p = subprocess.Popen([sys.executable, "-m", "learnops_worker", "run"], env=env, cwd=ROOT)
+    p = variant.cli("run", WORKER_POLL_SECONDS="30", WORKER_LOG_LEVEL="WARNING")
     try:
-        time.sleep(1.5)  # started and listening
-        with connect(conn) as c:
+        time.sleep(2.0)  # started and listening
+        with connect(variant.db) as c:
             for _ in range(LATENCY_SAMPLES):
                 c.execute("INSERT INTO learnops_jobs (kind) VALUES ('noop')")
                 time.sleep(0.03)
-        wait_until(lambda: left(conn) == 0, 30, "latency jobs to finish")
-        with connect(conn) as c:
+        deadline = time.monotonic() + 60
+        while scalar(variant.db, "SELECT count(*) FROM learnops_jobs WHERE status <> 'succeeded'"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with connect(variant.db) as c:
             rows: list[Any] = c.execute(
                 "SELECT extract(epoch FROM started_at - created_at) FROM learnops_jobs"
             ).fetchall()
@@ -139,26 +183,43 @@ def latency(conn: Conn) -> list[float]:
     return sorted(float(r[0]) for r in rows)
 
 
-def test_worker_throughput_and_latency_against_the_bare_sql_floor(worker_bench_db: Conn) -> None:
+def test_worker_throughput_and_latency_against_the_bare_sql_floor(
+    variants: list[Variant],
+) -> None:
     figures: list[str] = []
+    floor_db = variants[-1].db
     for threads, per_claim in ((4, 1), (4, 10)):
-        secs = bare_loop(worker_bench_db, threads, per_claim)
+        secs = bare_loop(floor_db, threads, per_claim)
         figures.append(
             f"bare SQL loop {threads} threads x {per_claim}/claim: {JOBS / secs:8.0f} jobs/s"
         )
-    for processes, concurrency in ((1, 1), (1, 4), (4, 1)):
-        secs, mem = run_workers(worker_bench_db, processes, concurrency)
-        peak = max(m[1] for m in mem) / 1024
+    rates: dict[tuple[str, int], list[float]] = {}
+    peaks: dict[str, int] = {}
+    for concurrency, repeats in ((4, REPEATS), (1, 1)):
+        for _ in range(repeats):
+            for v in variants:  # interleaved: a load spike hits both alike
+                secs, peak = drain_seconds(v, concurrency)
+                rates.setdefault((v.name, concurrency), []).append(JOBS / secs)
+                peaks[v.name] = max(peaks.get(v.name, 0), peak)
+    for (name, concurrency), runs in rates.items():
         figures.append(
-            f"worker {processes} process(es) x concurrency {concurrency}: "
-            f"{JOBS / secs:8.0f} jobs/s (launch to empty, {secs:.1f}s; "
-            f"peak RSS {peak:.0f} MiB/process)"
+            f"worker [{name}] 1 process x concurrency {concurrency}: median "
+            f"{statistics.median(runs):6.0f} jobs/s (runs: {', '.join(f'{r:.0f}' for r in runs)}; "
+            f"peak RSS {peaks[name] / 1024:.0f} MiB)"
         )
-    lat = latency(worker_bench_db)
-    p50 = statistics.median(lat) * 1000
-    p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-    figures.append(
-        f"enqueue->start latency (idle, NOTIFY, poll 30 s): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
-    )
+    if len(variants) == 2:
+        for concurrency in (4, 1):
+            ratio = statistics.median(rates[("after", concurrency)]) / statistics.median(
+                rates[("before", concurrency)]
+            )
+            figures.append(f"after/before at concurrency {concurrency}: {ratio:.2f}x")
+    for v in variants:
+        lat = latency(v)
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+        figures.append(
+            f"enqueue->start latency [{v.name}] (idle, NOTIFY, poll 30 s): "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
+        assert p99 < 1000
     print("\n" + "\n".join(figures))
-    assert p99 < 1000

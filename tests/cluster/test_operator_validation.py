@@ -88,6 +88,30 @@ def _db(**fields: Any) -> dict[str, Any]:
         ({"podLabels": {"app.kubernetes.io/instance": "x"}}, "reserved prefixes"),
         ({"imagePullPolicy": "Sometimes"}, "Unsupported value"),
         ({"resources": {"limits": {"memory": "a lot"}}}, "should match"),
+        ({"includeRolePasswords": True}, "includeRolePasswords needs globals true"),
+        (
+            _db(
+                host="db",
+                dbname="app",
+                user="u",
+                pgpassSecretRef={"name": "a"},
+                dbnames=["a"],
+                allDatabases=True,
+            ),
+            "dbnames and database.allDatabases exclude each other",
+        ),
+        (
+            _db(
+                host="db", dbname="app", user="u", pgpassSecretRef={"name": "a"}, dbnames=["a", "a"]
+            ),
+            "Duplicate value",
+        ),
+        (
+            _db(
+                host="db", dbname="app", user="u", pgpassSecretRef={"name": "a"}, dbnames=["x" * 64]
+            ),
+            "Too long",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -134,4 +158,17 @@ def test_a_url_secret_backup_is_admitted_without_host_fields(
     manifest = backup("url")
     manifest["spec"]["database"] = {"urlSecretRef": {"name": "app-db"}, "sslMode": "require"}
     admitted, error = _admit(kube_cluster, namespace, manifest)
+    assert admitted, error
+
+
+def test_several_databases_and_globals_are_admitted(
+    kube_cluster: KubeCluster, namespace: str, operator_kubeconfig: Path
+) -> None:
+    manifest = backup("multi", globals=True, includeRolePasswords=True)
+    manifest["spec"]["database"]["dbnames"] = ["app", "Kurs 2026/ä"]
+    admitted, error = _admit(kube_cluster, namespace, manifest)
+    assert admitted, error
+    every = backup("every")
+    every["spec"]["database"]["allDatabases"] = True
+    admitted, error = _admit(kube_cluster, namespace, every)
     assert admitted, error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -16,9 +18,11 @@ from tests.fixtures_dump import (
     locked,
     pgpass_line,
     secret_forms,
+    table_checksums,
 )
 from tests.harness.containers import RUNTIME_UID, Engine
-from tests.harness.postgres import Conn, PgCluster
+from tests.harness.dumpimage import CI_MAJORS
+from tests.harness.postgres import SUPPORTED_MAJORS, Conn, PgCluster
 
 FS_GROUP = 2000
 SECRET_DIR = "/var/run/secrets/learnops/db"
@@ -156,8 +160,82 @@ def test_the_image_has_no_compiler_a_numeric_user_and_root_owned_code(
     assert owner == "0"
     assert not int(mode, 8) & 0o022
     assert int(lines[1]) > 10  # bytecode compiled at build time
-    assert "/usr/lib/postgresql/15/bin/pg_dump" in lines
+    for major in CI_MAJORS:  # every supported major that has a client build
+        assert f"/usr/lib/postgresql/{major}/bin/pg_dump" in lines
     assert lines[-2] == "3"
     assert lines[-1] == "0"
     helped = container_engine.run(dump_image, ["--help"])
     assert "BACKUP_STORAGE_ROOT" in helped.stdout
+
+
+@pytest.mark.parametrize("major", SUPPORTED_MAJORS)
+def test_the_image_backs_up_and_restores_every_supported_major_with_its_bundled_client(
+    container_engine: Engine, dump_image: str, pg_majors: Callable[[int], PgCluster], major: int
+) -> None:
+    """What CI builds (clients 14-18): each server major dumped and restored by the image."""
+    cluster = pg_majors(major)
+    source = f"img_{secrets.token_hex(3)}"
+    cluster.create_database(source)
+    pod = Pod(container_engine, create_dump_role(cluster, source))
+    ran = container_engine.run(dump_image, [], timeout=120, **pod.kwargs())
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    term = pod.termination()
+    client = min(m for m in CI_MAJORS if m >= major)
+    assert str(term["serverVersion"]).startswith(f"{major}.")
+    assert str(term["clientVersion"]).startswith(f"{client}.")
+    target = f"img_restored_{secrets.token_hex(3)}"
+    with cluster.connect() as c:
+        c.execute(f'CREATE DATABASE "{target}" TEMPLATE template0')
+    admin = Pod(container_engine, cluster.admin.with_db(target))
+    admin.backup = pod.backup  # the same PVC
+    restored = container_engine.run(
+        dump_image,
+        ["restore", str(term["artifact"]), "--target-db", target, "--allow-other-source"],
+        timeout=120,
+        **admin.kwargs(),
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    assert table_checksums(cluster, target) == table_checksums(cluster, source)
+
+
+def test_the_image_refuses_a_server_newer_than_its_clients_with_exit_8(
+    container_engine: Engine, dump_image: str, pg_majors: Callable[[int], PgCluster]
+) -> None:
+    """The image's own clients without 18 (as an image built before 18 has) against 18."""
+    cluster = pg_majors(max(SUPPORTED_MAJORS))
+    source = f"img_new_{secrets.token_hex(3)}"
+    cluster.create_database(source)
+    pod = Pod(container_engine, create_dump_role(cluster, source))
+    older = ":".join(f"/usr/lib/postgresql/{m}/bin" for m in CI_MAJORS if m < 18)
+    ran = container_engine.run(
+        dump_image, [], timeout=120, **pod.kwargs(BACKUP_PG_CLIENT_DIRS=older)
+    )
+    assert ran.returncode == 8
+    term = pod.termination()
+    assert term["reason"] == "VersionMismatch"
+    assert "server major 18 is newer than every installed pg_dump (newest 17" in str(
+        term["message"]
+    )
+
+
+def test_the_image_writes_globals_and_several_databases_in_one_run(
+    container_engine: Engine, dump_image: str, pg_majors: Callable[[int], PgCluster]
+) -> None:
+    cluster = pg_majors(max(SUPPORTED_MAJORS))
+    names = [f"img_a_{secrets.token_hex(3)}", f"img_b_{secrets.token_hex(3)}"]
+    for name in names:
+        cluster.create_database(name)
+    pod = Pod(container_engine, create_dump_role(cluster, names[0]))
+    with cluster.connect() as c:
+        c.execute(f'GRANT CONNECT ON DATABASE "{names[1]}" TO "{pod.conn.user}"')
+    ran = container_engine.run(
+        dump_image, [], timeout=120,
+        **pod.kwargs(BACKUP_DATABASES=json.dumps(names), BACKUP_GLOBALS="true"),
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    term = pod.termination()
+    assert [d["database"] for d in term["databases"]] == names  # type: ignore[attr-defined]
+    assert term["globals"]["rolePasswords"] is False  # type: ignore[index]
+    for entry in [*term["databases"], term["globals"]]:  # type: ignore[misc]
+        assert (pod.backup / entry["artifact"]).is_file()
+    assert "SCRAM-SHA-256$" not in (pod.backup / term["globals"]["artifact"]).read_text()  # type: ignore[index]

@@ -28,7 +28,7 @@ from typing import Any
 from tests.harness.containers import Engine, EngineUnavailable
 from tests.harness.kind import KindCluster
 from tests.harness.kube import KubeCluster
-from tests.harness.platform import DEMO_IMAGES, Platform
+from tests.harness.platform import DEMO_IMAGES, Platform, build_image
 from tests.harness.podpostgres import NODEPORT, PodPostgres
 from tests.harness.wait import wait_for
 
@@ -128,7 +128,7 @@ def build_and_load(engine: Engine, kind: KindCluster) -> None:
     for tag, (dockerfile, context) in DEMO_IMAGES.items():
         started = time.monotonic()
         with progress(f"docker build {tag}"):
-            engine.build(tag, REPO / dockerfile, REPO / context)
+            build_image(engine, tag, dockerfile, context)
         note(f"{tag}: {engine.image_size(tag) / 2**20:.0f} MiB ({time.monotonic() - started:.0f}s)")
     with progress("kind load"):
         kind.load(*DEMO_IMAGES)

@@ -19,7 +19,7 @@ from tests.harness import tiers
 from tests.harness.containers import Engine
 from tests.harness.kind import KindCluster, log
 from tests.harness.kube import KubeCluster
-from tests.harness.platform import IMAGES, Platform
+from tests.harness.platform import IMAGES, Platform, build_image
 from tests.harness.podpostgres import NODEPORT, PodPostgres
 from tests.harness.postgres import Conn
 
@@ -43,7 +43,7 @@ def platform(kind_cluster: tuple[KindCluster, KubeCluster], container_engine: En
     t0 = time.monotonic()
     try:
         for tag, (dockerfile, context) in IMAGES.items():
-            container_engine.build(tag, REPO / dockerfile, REPO / context)
+            build_image(container_engine, tag, dockerfile, context)
         kind.load(*IMAGES)
     except RuntimeError as exc:
         tiers.unavailable("e2e", f"images did not build or load: {exc}")

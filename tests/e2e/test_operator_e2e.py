@@ -222,3 +222,48 @@ def _assert_canary_absent(ns: Namespace, operator: OperatorProcess, canary: str)
         for container in pod["spec"]["containers"]:
             logs = ns.kubectl("logs", pod["metadata"]["name"], "-c", container["name"], check=False)
             assert canary not in logs
+
+
+def test_each_database_and_the_globals_of_a_real_run_get_their_own_status_entry(
+    backup_ns: Namespace,
+    operator: OperatorProcess,
+    platform: Platform,
+    pg_cluster: PodPostgres,
+    canary_db: tuple[Conn, str],
+) -> None:
+    conn, canary = canary_db
+    second = f"{conn.dbname[:50]}_b"
+    pg_cluster.create_database(second)
+    try:
+        # one pgpass line for every database of the server (libpq's `*`)
+        line = f"{conn.host}:{conn.port}:*:{conn.user}:{canary}\n"
+        backup_ns.kubectl(
+            "create", "secret", "generic", "multi-pgpass", "--from-file=pgpass=/dev/stdin",
+            input=line,
+        )  # fmt: skip
+        database = {
+            "host": conn.host, "port": conn.port, "dbname": conn.dbname, "user": conn.user,
+            "sslMode": "disable", "pgpassSecretRef": {"name": "multi-pgpass", "key": "pgpass"},
+            "dbnames": [conn.dbname, second],
+        }  # fmt: skip
+        backup_ns.apply(
+            backup("multi", database=database, globals=True, image=DUMP_IMAGE,
+                   imagePullPolicy="Never", backoffLimit=0)
+        )  # fmt: skip
+        wait_for(lambda: backup_ns.condition("multi", "Ready").get("status") == "True", 30, "Ready")
+        st = backup_ns.run_now("multi", "e2e-multi")
+        assert st["lastResult"] == "Succeeded", st
+        success = st["lastSuccessfulBackup"]
+        assert [d["database"] for d in success["databases"]] == [conn.dbname, second]
+        assert all(len(d["sha256"]) == 64 and d["sizeBytes"] > 0 for d in success["databases"])
+        assert success["globals"]["artifact"].endswith(".globals.sql")
+        assert success["globals"]["rolePasswords"] is False
+        message = backup_ns.condition("multi", "LastBackupSucceeded")["message"]
+        assert "2 database artifacts" in message
+        files = platform.volume_files(backup_ns.name, "backups")
+        for entry in [*success["databases"], success["globals"]]:
+            assert len(files[entry["artifact"]]) == entry["sizeBytes"]
+        assert all(canary.encode() not in data for data in files.values())
+        _assert_canary_absent(backup_ns, operator, canary)
+    finally:
+        pg_cluster.drop_database(second)

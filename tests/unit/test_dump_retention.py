@@ -173,3 +173,39 @@ def test_an_error_while_pruning_is_a_warning_not_a_failure(tmp_path: Path) -> No
     assert removed == []
     assert any("cannot remove" in w and "Permission denied" in w for w in warnings)
     assert (tmp_path / f"{old}.manifest.json").exists()  # kept while its artifact is there
+
+
+def test_a_runs_database_artifacts_and_globals_go_with_it_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """Several databases and the globals are `<stem>.<label>...` files: pruned with their run,
+    while another prefix's files and a same-looking name of another run stay."""
+    old, new = _stem("t", NOW - timedelta(days=3)), _stem("t", NOW)
+    keep = [_stem("t-eu", NOW - timedelta(days=9)) + ".app.dump", "t.latest.json"]
+    for name in keep:
+        (tmp_path / name).write_bytes(b"keep me")
+    for stem, days in ((old, 3), (new, 0)):
+        parts = [f"{stem}.app.dump", f"{stem}.crm-0123456789.dump.zst"]
+        for name in [*parts, f"{stem}.globals.sql", f"{stem}.globals.manifest.json"]:
+            (tmp_path / name).write_bytes(b"x")
+        manifest = {
+            "status": "ok",
+            "artifact": None,
+            "finishedAt": (NOW - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "databases": [{"database": p, "status": "ok", "artifact": p} for p in parts],
+            "globals": {"status": "ok", "artifact": f"{stem}.globals.sql"},
+        }
+        (tmp_path / f"{stem}.manifest.json").write_text(json.dumps(manifest))
+    removed, warnings = prune(Storage(tmp_path, "t"), LAST_ONE, 14, NOW, {f"{new}.app.dump"})
+    assert warnings == []
+    assert sorted(removed) == sorted(
+        [
+            f"{old}.app.dump",
+            f"{old}.crm-0123456789.dump.zst",
+            f"{old}.globals.sql",
+            f"{old}.globals.manifest.json",
+            f"{old}.manifest.json",
+        ]
+    )
+    left = {p.name for p in tmp_path.iterdir()}
+    assert {*keep, f"{new}.app.dump", f"{new}.globals.sql", f"{new}.manifest.json"} <= left

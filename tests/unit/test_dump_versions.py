@@ -22,11 +22,30 @@ def _clients(tmp_path: Path, majors: list[int]) -> str:
     return str(tmp_path / "*" / "bin")
 
 
-def test_the_newest_client_is_chosen_when_it_covers_the_server(tmp_path: Path) -> None:
-    clients = installed_clients(_clients(tmp_path, [13, 17, 15]))
-    assert [c.major for c in clients] == [13, 15, 17]
-    assert choose_client(clients, 15).major == 17
-    assert choose_client(clients, 17).major == 17
+def test_the_client_of_the_servers_own_major_is_chosen(tmp_path: Path) -> None:
+    clients = installed_clients(_clients(tmp_path, [14, 18, 16, 15, 17]))
+    assert [c.major for c in clients] == [14, 15, 16, 17, 18]
+    for major in (14, 15, 16, 17, 18):
+        assert choose_client(clients, major).major == major
+
+
+def test_without_the_servers_major_the_closest_newer_client_is_chosen(tmp_path: Path) -> None:
+    """A 13 server gets pg_dump 14, not 18: what 18 writes a 13 server cannot restore."""
+    clients = installed_clients(_clients(tmp_path, [14, 17, 15, 18]))
+    assert [c.major for c in clients] == [14, 15, 17, 18]
+    assert choose_client(clients, 13).major == 14
+    assert choose_client(clients, 16).major == 17
+    assert choose_client(clients, 12).major == 14
+
+
+def test_a_restore_needs_a_client_as_new_as_the_one_that_wrote_the_archive(
+    tmp_path: Path,
+) -> None:
+    clients = installed_clients(_clients(tmp_path, [14, 16, 18]))
+    assert choose_client(clients, 14, at_least=16).major == 16
+    assert choose_client(clients, 16, at_least=14).major == 16
+    with pytest.raises(VersionMismatch, match="written by pg_dump 19"):
+        choose_client(clients, 14, at_least=19)
 
 
 def test_a_server_newer_than_every_client_names_both_versions(tmp_path: Path) -> None:

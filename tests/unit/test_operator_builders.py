@@ -262,3 +262,28 @@ def test_drift_check_ignores_api_defaults_but_sees_changed_and_added_list_items(
         },
     )
     assert not builders.matches(desired, {"a": 1, "env": []})
+
+
+def test_several_databases_and_globals_reach_the_runner_only_when_asked_for() -> None:
+    spec = _pgpass_spec(globals=True, includeRolePasswords=True)
+    spec["database"]["dbnames"] = ["app", "Kurs ä/b"]
+    env = _env(_pod(spec))
+    assert json.loads(env["BACKUP_DATABASES"]) == ["app", "Kurs ä/b"]
+    assert env["BACKUP_GLOBALS"] == env["BACKUP_GLOBALS_ROLE_PASSWORDS"] == "true"
+    assert "BACKUP_ALL_DATABASES" not in env
+    every = _pgpass_spec()
+    every["database"]["allDatabases"] = True
+    assert _env(_pod(every))["BACKUP_ALL_DATABASES"] == "true"
+    plain = _env(_pod(_pgpass_spec()))
+    assert not {k for k in plain if "DATABASES" in k or "GLOBALS" in k}
+
+
+def test_role_passwords_without_globals_or_a_list_with_all_databases_is_invalid() -> None:
+    from learnops_operator.errors import InvalidSpec
+
+    with pytest.raises(InvalidSpec, match="includeRolePasswords needs globals"):
+        parse(_pgpass_spec(includeRolePasswords=True))
+    both = _pgpass_spec()
+    both["database"].update(dbnames=["a"], allDatabases=True)
+    with pytest.raises(InvalidSpec, match="exclude each other"):
+        parse(both)

@@ -175,3 +175,27 @@ def test_a_failed_job_reports_its_newest_attempt() -> None:
     result = results.from_job(_job("Failed", "BackoffLimitExceeded"), [older, newer], "dump", NOW)
     assert result is not None
     assert result.reason == "DumpError"
+
+
+def test_per_database_lines_and_globals_are_validated_before_they_reach_status() -> None:
+    sha = "a" * 64
+    lines = [
+        {"database": "app", "status": "ok", "artifact": "n-20261130T020000Z.app.dump",
+         "sizeBytes": 10, "sha256": sha},
+        {"database": "bad", "status": "failed", "reason": "DumpError" * 20},
+        {"database": "x" * 80, "status": "ok"},  # longer than any database name
+        {"database": "evil", "status": "ok", "artifact": "../../etc/passwd", "sha256": "zz"},
+        "junk",
+    ]  # fmt: skip
+    globals_ = {"status": "ok", "artifact": "n-20261130T020000Z.globals.sql", "sha256": sha,
+                "rolePasswords": False, "password": "never"}  # fmt: skip
+    summary = _summary(artifact=None, sha256=None, databases=lines, globals=globals_)
+    result = results.from_termination("job-1", _terminated(json.dumps(summary)), NOW)
+    assert result.succeeded
+    assert [d["database"] for d in result.databases] == ["app", "bad", "evil"]
+    assert result.databases[0]["sha256"] == sha
+    assert len(result.databases[1]["reason"]) <= 64
+    assert result.databases[2] == {"database": "evil", "status": "ok"}
+    assert result.globals is not None
+    assert "password" not in result.globals
+    assert result.globals["rolePasswords"] is False

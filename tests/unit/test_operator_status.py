@@ -140,3 +140,36 @@ def test_sizes_read_like_kubectl_quantities() -> None:
     assert status.human_size(512) == "512B"
     assert status.human_size(1536) == "1.5Ki"
     assert status.human_size(5 * 1024**3) == "5.0Gi"
+
+
+def test_each_database_and_the_globals_get_their_own_status_entry() -> None:
+    lines = (
+        {
+            "database": "app",
+            "status": "ok",
+            "artifact": "a.app.dump",
+            "sizeBytes": 1,
+            "sha256": "s",
+        },
+        {
+            "database": "crm",
+            "status": "ok",
+            "artifact": "a.crm.dump",
+            "sizeBytes": 2,
+            "sha256": "t",
+        },
+    )
+    ok = RunResult("j1", True, "Ok", "", NOW, 0, None, 3, None, 1.0, lines, None,
+                   {"status": "ok", "artifact": "a.globals.sql", "sha256": "g"})  # fmt: skip
+    new = status.record({}, ok, 1, NOW)
+    success = new["lastSuccessfulBackup"]
+    assert [d["database"] for d in success["databases"]] == ["app", "crm"]
+    assert success["databases"][1]["artifact"] == "a.crm.dump"
+    assert success["globals"] == {"artifact": "a.globals.sql", "sha256": "g"}
+    assert "2 database artifacts" in status.condition(new, "LastBackupSucceeded")["message"]  # type: ignore[index]
+    failed_lines = ({"database": "app", "status": "ok"},
+                    {"database": "crm", "status": "failed", "reason": "DumpError"})  # fmt: skip
+    failed = RunResult("j2", False, "DumpError", "database 'crm': denied", NOW, 4,
+                       databases=failed_lines)  # fmt: skip
+    after = status.record(new, failed, 1, NOW)["lastFailedBackup"]
+    assert after["databases"][1] == {"database": "crm", "status": "failed", "reason": "DumpError"}

@@ -15,7 +15,7 @@ from learnops_worker.models import Job
 
 
 def held(job_id: int) -> Held:
-    return Held(Job(job_id, "noop", {}, 0, 1, uuid.uuid4(), datetime.now(UTC)))
+    return Held(Job(job_id, "noop", "{}", 0, 1, uuid.uuid4(), datetime.now(UTC)))
 
 
 def test_a_newer_claim_of_the_same_job_survives_the_older_ones_removal() -> None:

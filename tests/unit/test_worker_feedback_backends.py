@@ -27,8 +27,9 @@ RUBRIC = [
 
 
 def ctx(payload: Any, settings: Settings | None = None) -> JobContext:
-    job = Job(1, "feedback", payload, 0, 1, uuid.uuid4(), datetime.now(UTC))
-    return JobContext(job, settings or Settings(), NoCache(), threading.Event(), threading.Event())
+    job = Job(1, "feedback", "{}", 0, 1, uuid.uuid4(), datetime.now(UTC))
+    events = threading.Event(), threading.Event(), threading.Event()
+    return JobContext(job, payload, settings or Settings(), NoCache(), *events)
 
 
 class NoCache:

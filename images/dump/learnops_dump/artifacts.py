@@ -85,10 +85,26 @@ def split_name(name: str) -> tuple[str, str] | None:
     return None
 
 
+# A part of a run (one of several databases, or the globals): `<stem>.<label><suffix>`.
+_PART = re.compile(r"(.+-\d{8}T\d{6}Z(?:-[1-9]\d{0,5})?)\.([A-Za-z0-9_-]{1,63})")
+GLOBALS_LABEL = "globals"
+GLOBALS_MANIFEST = f".{GLOBALS_LABEL}{MANIFEST_SUFFIX}"
+
+
+def run_stem(name: str) -> str | None:
+    """The run an artifact name belongs to (a part's too), or None if it is not one."""
+    if name.endswith(GLOBALS_MANIFEST):
+        return name.removesuffix(GLOBALS_MANIFEST)
+    parts = split_name(name)
+    if parts is None:
+        return None
+    match = _PART.fullmatch(parts[0])
+    return match.group(1) if match else parts[0]
+
+
 def artifact_of(stem: str, name: str) -> bool:
     """True if `name` is an artifact name of run `stem` (and of nothing else)."""
-    parts = split_name(name)
-    return parts is not None and parts[0] == stem
+    return run_stem(name) == stem
 
 
 def manifest_name(stem: str) -> str:
@@ -105,8 +121,8 @@ def lock_name(prefix: str) -> str:
 
 def manifest_for(artifact: Path) -> Path | None:
     """The manifest that belongs beside an artifact, from its name."""
-    parts = split_name(artifact.name)
-    return None if parts is None else artifact.with_name(manifest_name(parts[0]))
+    stem = run_stem(artifact.name)
+    return None if stem is None else artifact.with_name(manifest_name(stem))
 
 
 @dataclass(frozen=True)

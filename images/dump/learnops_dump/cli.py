@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="restore a backup of another database or server than this configuration's",
     )
+    restore.add_argument(
+        "--with-globals",
+        action="store_true",
+        help="first apply the run's roles and globals (BACKUP_GLOBALS); existing roles are kept",
+    )
     verify = sub.add_parser(
         "verify", help="check an artifact against its manifest and read every byte of it"
     )
@@ -101,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.no_owner,
                 force=args.force,
                 allow_other_source=args.allow_other_source,
+                with_globals=args.with_globals,
             )
         if args.command == "verify":
             return verify_command(settings, args.artifact, force=args.force)

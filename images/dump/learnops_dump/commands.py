@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from .artifacts import Artifact
+from .artifacts import Artifact, manifest_for
 from .credentials import private_pgpass
 from .errors import ConfigError, RunnerError
 from .logs import event
 from .procs import Supervisor, child_env
 from .restore import restore_into
+from .roles import GLOBALS_SUFFIX, apply_globals, check_trailer
 from .settings import Settings
+from .storage import read_json_at
 from .verify import (
     archive_database,
     artifact_path,
@@ -35,10 +40,35 @@ def _locate(settings: Settings, name: str) -> tuple[Artifact, list[Client]]:
     return artifact, clients
 
 
+def _written_by(manifest: dict[str, Any] | None) -> int:
+    """The major of the pg_dump that wrote the archive (its manifest's clientVersion), or 0."""
+    match = re.match(r"(\d+)", str((manifest or {}).get("clientVersion") or ""))
+    return int(match.group(1)) if match else 0
+
+
+def _globals_path(artifact: Artifact) -> Path:
+    """The globals artifact of the run that wrote `artifact` (from its run manifest)."""
+    path = manifest_for(artifact.path)
+    manifest = read_json_at(path) if path is not None else None
+    entry = (manifest or {}).get("globals")
+    name = entry.get("artifact") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise ConfigError(f"--with-globals: {artifact.path.name}'s run has no globals artifact")
+    found = artifact.path.with_name(name)
+    if not found.is_file():
+        raise ConfigError(f"--with-globals: {name}: no such artifact")
+    return found
+
+
 def verify_command(settings: Settings, name: str, *, force: bool = False) -> int:
     """Size and sha256 against the manifest, then every byte of the archive (no database)."""
     artifact, clients = _locate(settings, name)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
+    if artifact.path.name.endswith(GLOBALS_SUFFIX):  # a psql script, not a pg_restore archive
+        check_manifest(sup, artifact, force=force)
+        check_trailer(artifact.path)
+        event(log, "verify.ok", "globals verified", artifact=artifact.path.name)
+        return 0
     with sup.handle_signals():
         try:
             manifest = check_manifest(sup, artifact, force=force)
@@ -64,12 +94,14 @@ def restore_command(
     *,
     force: bool = False,
     allow_other_source: bool = False,
+    with_globals: bool = False,
 ) -> int:
     """Restore into an existing database with the run's connection settings.
 
     The backup must be what its manifest says and come from the database and server this
     configuration backs up, unless `allow_other_source`."""
     artifact, clients = _locate(settings, name)
+    roles = Artifact.of(_globals_path(artifact)) if with_globals else None
     # the database this configuration backs up, when it names one (the runbook's Job does not)
     source_db = settings.target.get("PGDATABASE") or None
     target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
@@ -81,7 +113,17 @@ def restore_command(
             params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
             env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
             server = probe_server(sup, clients[-1].tool("psql"), env)
-            client = choose_client(clients, server.major)
+            client = choose_client(clients, server.major, at_least=_written_by(manifest))
+            if roles is not None:
+                check_manifest(sup, roles, force=False)
+                skipped = apply_globals(sup, client, roles.path, env)
+                event(
+                    log,
+                    "restore.globals",
+                    "globals applied",
+                    artifact=roles.path.name,
+                    skippedExisting=skipped,
+                )
             if not allow_other_source:
                 check_source(
                     manifest,

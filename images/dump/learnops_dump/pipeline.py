@@ -117,7 +117,7 @@ def stream_dump(
                 f"storage: cannot create the temporary artifact ({exc.strerror})"
             ) from None
         dump_stage, comp_stage = (
-            Stage("pg_dump"),
+            Stage(Path(pg_dump).name),  # pg_dump, or pg_dumpall for the globals
             Stage(plan.compressor[0]) if plan.compressor else None,
         )
         outcome.stages.append(dump_stage)
@@ -128,7 +128,7 @@ def stream_dump(
             )
         except OSError as exc:
             os.close(fd)
-            raise DumpFailed(f"cannot start pg_dump: {exc.strerror}") from None
+            raise DumpFailed(f"cannot start {dump_stage.name}: {exc.strerror}") from None
         except TimedOut:
             os.close(fd)
             raise
@@ -247,9 +247,9 @@ def _disk_full(stream: IO[bytes]) -> bool:
 def _raise_for_stages(stages: list[Stage], errs: dict[str, IO[bytes]]) -> None:
     """One DumpFailed naming every failed stage (a dying compressor also kills pg_dump)."""
     failed = []
-    for stage in stages:
+    for index, stage in enumerate(stages):
         if stage.exit_code != 0:
-            err = errs["pg_dump"] if stage.name == "pg_dump" else errs["compressor"]
+            err = errs["pg_dump"] if index == 0 else errs["compressor"]
             text = _err_text(err) or "no error output"
             failed.append(f"{stage.name} exited with {stage.exit_code}: {text}")
     if failed:

@@ -26,3 +26,14 @@ DROP DATABASE IF EXISTS :"scratch" WITH (FORCE);
 -- The cluster's unique id (pg_controldata's "Database system identifier"); may be refused to a
 -- role without the right to call pg_control_system(), which only costs the manifest that fact.
 SELECT system_identifier FROM pg_control_system();
+
+-- name: connectable_databases --
+-- Every database a backup of "all databases" covers, NUL-separated (psql -0): connectable,
+-- not a template, not a scratch database of BACKUP_VERIFY=restore.
+SELECT datname FROM pg_database
+WHERE datallowconn AND NOT datistemplate AND datname NOT LIKE 'learnops\_verify\_%'
+ORDER BY datname;
+
+-- name: can_read_role_passwords --
+-- pg_dumpall reads password hashes from pg_authid, which only superusers may read.
+SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT');

@@ -120,6 +120,10 @@ class Report:
     verification: dict[str, Any] = field(default_factory=dict)
     pruned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    databases: list[dict[str, Any]] | None = None
+    """One line per database of a multi-database run (BACKUP_DATABASES / _ALL_DATABASES)."""
+    globals: dict[str, Any] | None = None
+    """The pg_dumpall --globals-only artifact (BACKUP_GLOBALS)."""
     clock: float = field(default_factory=time.monotonic)
     """Monotonic start: the duration never goes negative when the wall clock jumps."""
     elapsed: float | None = None
@@ -166,6 +170,8 @@ class Report:
             "format": self.format,
             "compression": self.compression,
             "runnerVersion": __version__,
+            **({} if self.databases is None else {"databases": self.databases}),
+            **({} if self.globals is None else {"globals": self.globals}),
         }
         masked = mask_value(data)
         assert isinstance(masked, dict)
@@ -182,6 +188,18 @@ class Report:
             "verification": self.verification,
             "pruned": self.pruned,
             "warnings": [mask(w) for w in self.warnings],
+        }
+
+    def globals_manifest(self, stem: str) -> dict[str, Any]:
+        """The globals artifact's own manifest, beside the run's (which also lists it)."""
+        assert self.globals is not None
+        summary = self.summary()
+        keep = ("startedAt", "finishedAt", "host", "serverVersion", "clientVersion")
+        return {
+            **{k: summary[k] for k in keep},
+            **self.globals,
+            "runManifest": f"{stem}.manifest.json",
+            "runnerVersion": __version__,
         }
 
     def placeholder(self) -> dict[str, Any]:
@@ -225,6 +243,7 @@ def termination_message(summary: dict[str, Any]) -> str:
     for key in ("database", "host", "format", "compression", "runnerVersion", "message"):
         if data[key] is None:
             data[key] = ""
+    _add_parts(data, summary)
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     while len(text.encode()) > TERMINATION_LIMIT and data["message"]:
         # defensive: the limits above already fit; shorten the message, never the facts
@@ -234,3 +253,48 @@ def termination_message(summary: dict[str, Any]) -> str:
             data["message"] = ""
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text
+
+
+# What a part's line carries in the termination message (the manifest has every key).
+PART_KEYS = ("database", "status", "reason", "artifact", "sizeBytes", "sha256")
+# The parts get what the contract's keys leave; lines that do not fit are counted instead.
+PARTS_BUDGET = TERMINATION_LIMIT - 1024
+
+
+def _part(line: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in PART_KEYS:
+        value = line.get(key)
+        if key in {"database", "artifact", "reason"} and isinstance(value, str):
+            out[key] = bounded(value, 255 if key != "reason" else 32)
+        elif (
+            (key == "sizeBytes" and isinstance(value, int) and 0 <= value <= MAX_SIZE)
+            or (key == "sha256" and isinstance(value, str) and _SHA256.fullmatch(value))
+            or (key == "status" and value in ("ok", "failed"))
+        ):
+            out[key] = value
+    if isinstance(line.get("rolePasswords"), bool):
+        out["rolePasswords"] = line["rolePasswords"]
+    return out
+
+
+def _add_parts(data: dict[str, Any], summary: dict[str, Any]) -> None:
+    """`globals` and `databases` within the limit: checksums go first, then lines from the
+    end (counted in `databasesOmitted`)."""
+    if isinstance(summary.get("globals"), dict):
+        data["globals"] = _part(summary["globals"])
+    lines = summary.get("databases")
+    if not isinstance(lines, list):
+        return
+    parts = [_part(line) for line in lines if isinstance(line, dict)]
+    data["databases"] = parts
+
+    def size() -> int:
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+
+    if size() > PARTS_BUDGET:
+        for part in parts:
+            part.pop("sha256", None)
+    while parts and size() > PARTS_BUDGET:
+        parts.pop()
+        data["databasesOmitted"] = len(lines) - len(parts)

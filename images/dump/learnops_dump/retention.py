@@ -94,8 +94,11 @@ def load_entries(storage: Storage, now: datetime, warnings: list[str] | None = N
             warnings.append(f"retention: {name} is dated in the future (clock skew?); left alone")
             continue
         artifact = data.get("artifact")
-        if status == "ok" and not (
-            isinstance(artifact, str) and artifacts.artifact_of(stem, artifact)
+        several = isinstance(data.get("databases"), list) and artifact is None
+        if (
+            status == "ok"
+            and not several
+            and not (isinstance(artifact, str) and artifacts.artifact_of(stem, artifact))
         ):
             warnings.append(f"retention: {name} names an artifact that is not its own; left alone")
             continue

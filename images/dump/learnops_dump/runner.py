@@ -12,16 +12,19 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .artifacts import Artifact
 from .credentials import private_pgpass
-from .errors import ConfigError, InternalError, RunnerError, StorageFailed
+from .databases import label, selected
+from .errors import ConfigError, InternalError, RunnerError, StorageFailed, TimedOut
 from .logs import event
 from .masking import mask
 from .pipeline import Outcome, make_plan, stream_dump
 from .procs import Supervisor, child_env
 from .report import Report, termination_message
 from .retention import prune
+from .roles import GLOBALS_MANIFEST_SUFFIX, GLOBALS_SUFFIX, dump_globals
 from .settings import Settings, VerifyMode
 from .storage import Reservation, Storage, wait_at_most
 from .verify import verify_archive, verify_restore
@@ -112,17 +115,118 @@ def _backup(
             client=report.client_version,
             bindir=str(client.bindir),
         )
-        plan = make_plan(settings.format, settings.compression, client.major)
-        name = stem + plan.extension
-        outcome = Outcome()
-        try:
-            stream_dump(sup, client.tool("pg_dump"), plan, env, storage, name, tmpdir, outcome)
-            event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
-            _verify(settings, sup, client, storage.temp_path(name), env, report)
-            sup.check()
-        finally:
-            report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
-        report.artifact, report.size, report.sha256 = name, outcome.size, outcome.sha256
+        names = selected(settings, sup, client, env)
+        failures: list[RunnerError] = []
+        if settings.dump_globals:
+            failures += _globals(settings, sup, client, env, storage, stem, report)
+            if failures and names is None:  # one database: fail before its dump
+                raise failures[0]
+        if names is None:
+            _dump_single(settings, sup, client, env, storage, stem, report)
+            return
+        # Several databases: each runs even when an earlier one failed (the message names
+        # every failed one); the deadline still ends them all. The first failure is the cause.
+        report.databases = []
+        for dbname in names:
+            failures += _dump_part(
+                settings, sup, client, {**env, "PGDATABASE": dbname}, storage, stem, report
+            )
+        if failures:
+            raise type(failures[0])("; ".join(f.message for f in failures))
+
+
+def _dump_single(
+    settings: Settings,
+    sup: Supervisor,
+    client: Client,
+    env: dict[str, str],
+    storage: Storage,
+    stem: str,
+    report: Report,
+) -> None:
+    plan = make_plan(settings.format, settings.compression, client.major)
+    name = stem + plan.extension
+    outcome = Outcome()
+    try:
+        stream_dump(sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome)
+        event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
+        _verify(settings, sup, client, storage.temp_path(name), env, report)
+        sup.check()
+    finally:
+        report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
+    report.artifact, report.size, report.sha256 = name, outcome.size, outcome.sha256
+
+
+def _dump_part(
+    settings: Settings,
+    sup: Supervisor,
+    client: Client,
+    env: dict[str, str],
+    storage: Storage,
+    stem: str,
+    report: Report,
+) -> list[RunnerError]:
+    """One database of several: its own artifact `<stem>.<label><ext>` and manifest line."""
+    dbname = env["PGDATABASE"]
+    line: dict[str, Any] = {"database": dbname, "status": "failed", "stages": []}
+    assert report.databases is not None
+    report.databases.append(line)
+    plan = make_plan(settings.format, settings.compression, client.major)
+    name = f"{stem}.{label(dbname)}{plan.extension}"
+    outcome = Outcome()
+    part = Report(report.started, dbname, report.host, report.format, report.compression, "")
+    try:
+        stream_dump(sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome)
+        _verify(settings, sup, client, storage.temp_path(name), env, part)
+        sup.check()
+    except RunnerError as exc:
+        line.update(reason=exc.reason, message=mask(exc.message))
+        failed = type(exc)(f"database {dbname!r}: {exc.message}")
+        if isinstance(exc, TimedOut):
+            raise failed from None  # the deadline ends the whole run
+        return [failed]
+    finally:
+        line["stages"] = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
+    line.update(
+        status="ok",
+        artifact=name,
+        sizeBytes=outcome.size,
+        sha256=outcome.sha256,
+        verification=part.verification,
+    )
+    event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
+    report.size = (report.size or 0) + outcome.size
+    return []
+
+
+def _globals(
+    settings: Settings,
+    sup: Supervisor,
+    client: Client,
+    env: dict[str, str],
+    storage: Storage,
+    stem: str,
+    report: Report,
+) -> list[RunnerError]:
+    try:
+        report.globals = dump_globals(
+            sup,
+            client,
+            env,
+            storage,
+            stem + GLOBALS_SUFFIX,
+            settings.tmpdir,
+            role_passwords=settings.role_passwords,
+        )
+    except RunnerError as exc:
+        report.globals = {"status": "failed", "reason": exc.reason, "message": mask(exc.message)}
+        failed = type(exc)(f"globals: {exc.message}")
+        if isinstance(exc, TimedOut):
+            raise failed from None
+        return [failed]
+    report.globals["manifest"] = stem + GLOBALS_MANIFEST_SUFFIX
+    event(log, "run.globals", "globals written", artifact=report.globals["artifact"])
+    return []
 
 
 def _verify(
@@ -153,18 +257,27 @@ def _verify(
 def _record(settings: Settings, storage: Storage, res: Reservation, report: Report) -> None:
     """The manifest always; for a success, under the prefix lock: the artifact's final name,
     its manifest, the `latest` pointer (if no newer run set it), then pruning."""
-    if not report.ok or report.artifact is None:
+    names = _published_names(report)
+    if not report.ok or not names:
         _record_failure(storage, res, report)
         return
-    name = report.artifact
+    committed: list[str] = []
     try:
         with storage.locked(wait_at_most(LOCK_WAIT_SECONDS)):
-            storage.commit(name)
             try:
+                for name in names:
+                    storage.commit(name)
+                    committed.append(name)
+                if report.globals is not None:
+                    storage.write_json(
+                        report.globals["manifest"], report.globals_manifest(res.stem)
+                    )
+                    committed.append(report.globals["manifest"])
                 storage.finish(res, report.manifest())
             except StorageFailed:
-                with contextlib.suppress(OSError):
-                    storage.remove(name)  # never a final-named artifact without its manifest
+                for name in committed:  # never a final-named artifact without its manifest
+                    with contextlib.suppress(OSError):
+                        storage.remove(name)
                 raise
             _publish(settings, storage, res, report)
     except StorageFailed as exc:
@@ -178,7 +291,7 @@ def _publish(settings: Settings, storage: Storage, res: Reservation, report: Rep
             event(log, "run.not_latest", "a newer run is already latest; pointer left alone")
     except StorageFailed as exc:
         report.warn(f"{exc.message}; the latest pointer still names an older backup")
-    protect = {report.artifact or "", storage.latest_artifact() or ""} - {""}
+    protect = {*_published_names(report), storage.latest_artifact() or ""} - {""}
     try:
         report.pruned, warnings = prune(
             storage,
@@ -199,7 +312,21 @@ def _publish(settings: Settings, storage: Storage, res: Reservation, report: Rep
             log.warning(exc.message, extra={"event": "run.manifest_update_failed"})
 
 
+def _published_names(report: Report) -> list[str]:
+    """Every artifact a successful run gives its final name: its own, each database's,
+    the globals."""
+    names = [report.artifact] if report.artifact else []
+    names += [str(d["artifact"]) for d in report.databases or () if d.get("status") == "ok"]
+    if report.globals is not None and report.globals.get("status") == "ok":
+        names.append(str(report.globals["artifact"]))
+    return names
+
+
 def _record_failure(storage: Storage, res: Reservation, report: Report) -> None:
+    # A failed run publishes nothing (its temp files go with it): no line names a file.
+    for line in [*(report.databases or ()), report.globals or {}]:
+        for key in ("artifact", "sha256", "manifest"):
+            line.pop(key, None)
     try:
         storage.finish(res, report.manifest())
     except StorageFailed as exc:

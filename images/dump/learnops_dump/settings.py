@@ -8,6 +8,7 @@ so the documentation cannot drift from the parser.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -38,6 +39,10 @@ class VerifyMode(enum.Enum):
 PREFIX_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}"
 SUBDIR_SEGMENT = r"[A-Za-z0-9._-]{1,255}"
 MAX_SUBDIR = 255
+# More databases than this in one resource is a mistake, not a plan (each is its own pg_dump).
+MAX_DATABASES = 256
+# PostgreSQL's NAMEDATALEN - 1: longer names cannot exist.
+MAX_DBNAME_BYTES = 63
 # Levels each algorithm accepts (pg_dump's and the external tools' common range).
 LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 19, 3), "lz4": (1, 12, 1), "none": (0, 0, 0)}
 
@@ -157,6 +162,26 @@ class Settings:
         default=10,
         metadata=_meta("PGCONNECT_TIMEOUT", "Seconds libpq waits for the server."),
     )
+    databases: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "BACKUP_DATABASES", 'JSON list of databases, each its own artifact, e.g. ["a","b"].'
+        ),
+    )
+    all_databases: bool = field(
+        default=False,
+        metadata=_meta("BACKUP_ALL_DATABASES", "true: every connectable non-template database."),
+    )
+    dump_globals: bool = field(
+        default=False,
+        metadata=_meta("BACKUP_GLOBALS", "true: also pg_dumpall --globals-only (roles, ...)."),
+    )
+    role_passwords: bool = field(
+        default=False,
+        metadata=_meta(
+            "BACKUP_GLOBALS_ROLE_PASSWORDS", "true: keep role password hashes in the globals."
+        ),
+    )
     target: Target = field(
         default=Target(),
         metadata=_meta(
@@ -190,6 +215,7 @@ class Settings:
             client_dirs=env.get("BACKUP_PG_CLIENT_DIRS", "") or "/usr/lib/postgresql/*/bin",
             connect_timeout=int(_number(env, "PGCONNECT_TIMEOUT", 10)),
             target=target,
+            **_selection(env),
         )
 
     def require_storage_root(self) -> Path:
@@ -222,6 +248,57 @@ def parse_subdir(text: str) -> str | None:
     return "/".join(parts)
 
 
+def _selection(env: Mapping[str, str]) -> dict[str, Any]:
+    """Which databases and whether globals: validated here, so a run never starts half-right."""
+    databases = _database_list(env.get("BACKUP_DATABASES", "").strip())
+    all_databases = _flag(env, "BACKUP_ALL_DATABASES")
+    if databases and all_databases:
+        raise ConfigError("BACKUP_DATABASES and BACKUP_ALL_DATABASES exclude each other")
+    with_globals = _flag(env, "BACKUP_GLOBALS")
+    role_passwords = _flag(env, "BACKUP_GLOBALS_ROLE_PASSWORDS")
+    if role_passwords and not with_globals:
+        raise ConfigError("BACKUP_GLOBALS_ROLE_PASSWORDS needs BACKUP_GLOBALS=true")
+    return {
+        "databases": databases,
+        "all_databases": all_databases,
+        "dump_globals": with_globals,
+        "role_passwords": role_passwords,
+    }
+
+
+def _database_list(text: str) -> tuple[str, ...]:
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ConfigError('BACKUP_DATABASES: not a JSON list, e.g. ["app","reports"]') from None
+    if not isinstance(data, list) or not data or len(data) > MAX_DATABASES:
+        raise ConfigError(f"BACKUP_DATABASES: a JSON list of 1..{MAX_DATABASES} names")
+    for name in data:
+        if (
+            not isinstance(name, str)
+            or not name
+            or "\x00" in name
+            or len(name.encode()) > MAX_DBNAME_BYTES
+        ):
+            raise ConfigError(
+                f"BACKUP_DATABASES: each name must be a string of 1..{MAX_DBNAME_BYTES} bytes"
+            )
+    if len(set(data)) != len(data):
+        raise ConfigError("BACKUP_DATABASES: a database is listed twice")
+    return tuple(data)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "").strip().lower()
+    if text in {"", "false", "0", "no"}:
+        return False
+    if text in {"true", "1", "yes"}:
+        return True
+    raise ConfigError(f"{name}: must be true or false")
+
+
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
     text = env.get(name, "").strip()
     if not text:
@@ -252,6 +329,10 @@ def help_table() -> list[tuple[str, str, str]]:
     for f in fields(Settings):
         default: Any = f.default
         shown = default.value if isinstance(default, enum.Enum) else default
+        if isinstance(shown, bool):
+            shown = "true" if shown else "false"
+        elif shown == ():
+            shown = None
         if f.name == "target":
             shown = "-"
         rows.append(

@@ -54,8 +54,10 @@ def check_manifest(sup: Supervisor, artifact: Artifact, *, force: bool) -> dict[
             )
         event(log, "verify.no_manifest", "no manifest beside it; sha256 not checked (--force)")
         return None
-    if manifest.get("status") != "ok" or manifest.get("artifact") != name:
+    entry = _entry_for(manifest, name)
+    if manifest.get("status") != "ok" or entry is None:
         raise VerificationFailed(f"{name}: its manifest does not record it as a good backup")
+    manifest = {**manifest, **entry}  # a part's own size, sha256 and database
     try:
         size, sha256 = artifact_digest(artifact.path, sup.check)
     except OSError as exc:
@@ -65,6 +67,18 @@ def check_manifest(sup: Supervisor, artifact: Artifact, *, force: bool) -> dict[
     if sha256 != manifest.get("sha256"):
         raise VerificationFailed(f"{name}: sha256 differs from its manifest")
     return manifest
+
+
+def _entry_for(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The manifest's line for `name`: the run's own artifact, a database's, or the globals."""
+    if manifest.get("artifact") == name:
+        return {}
+    lines = manifest.get("databases")
+    candidates = [*(lines if isinstance(lines, list) else []), manifest.get("globals")]
+    for line in candidates:
+        if isinstance(line, dict) and line.get("artifact") == name and line.get("status") == "ok":
+            return {k: line.get(k) for k in ("artifact", "sizeBytes", "sha256", "database")}
+    return None
 
 
 def verify_archive(

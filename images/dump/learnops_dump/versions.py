@@ -1,4 +1,4 @@
-"""Server major first, then the newest installed pg_dump that can dump it."""
+"""Server major first, then the pg_dump of that major, else the closest newer one."""
 
 from __future__ import annotations
 
@@ -45,18 +45,30 @@ def installed_clients(globs: str) -> list[Client]:
     return [found[m] for m in sorted(found)]
 
 
-def choose_client(clients: list[Client], server_major: int) -> Client:
-    """The newest client; it must be at least the server's major (pg_dump refuses older)."""
+def choose_client(clients: list[Client], server_major: int, *, at_least: int = 0) -> Client:
+    """The client of the server's own major, else the oldest newer one.
+
+    pg_dump refuses servers newer than itself, and a newer client writes what only newer
+    servers accept (pg_dump/pg_restore 17+ emit `SET transaction_timeout`, which a 13-16
+    server rejects), so the closest client keeps a backup restorable into its own major.
+    `at_least`: a restore needs a pg_restore no older than the pg_dump that wrote the archive.
+    """
     if not clients:
         raise ConfigError("no pg_dump found (BACKUP_PG_CLIENT_DIRS)")
+    for client in clients:  # oldest first
+        if client.major >= max(server_major, at_least):
+            return client
     newest = clients[-1]
+    installed = ", ".join(str(c.major) for c in clients)
     if newest.major < server_major:
-        installed = ", ".join(str(c.major) for c in clients)
         raise VersionMismatch(
             f"server major {server_major} is newer than every installed pg_dump "
             f"(newest {newest.major}; installed: {installed})"
         )
-    return newest
+    raise VersionMismatch(
+        f"the artifact was written by pg_dump {at_least}; no installed client is that new "
+        f"(installed: {installed})"
+    )
 
 
 def client_version(sup: Supervisor, client: Client, env: dict[str, str]) -> str:

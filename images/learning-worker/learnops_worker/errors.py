@@ -6,6 +6,8 @@ and mapped at the edge in `cli.main`:
     0 ok (also after a SIGTERM drain)   1 internal error (bug)
     2 configuration                     3 database unreachable at start
     4 heartbeats failed for almost a whole lease, the worker stopped itself
+    5 no such job (cancel/status)
+    6 the stop overran WORKER_SHUTDOWN_TIMEOUT_SECONDS plus its margin; the process ended itself
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ EXIT_INTERNAL = 1
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
 EXIT_HEARTBEAT = 4
+EXIT_NOT_FOUND = 5
+EXIT_SHUTDOWN_OVERRUN = 6
 
 
 class WorkerError(Exception):
@@ -46,6 +50,26 @@ class HeartbeatLost(WorkerError):
     """Heartbeats failed for almost a whole lease; the worker stopped before leases expired."""
 
     exit_code = EXIT_HEARTBEAT
+
+
+class InvalidJob(WorkerError):
+    """The job was refused: its kind or payload is invalid."""
+
+    exit_code = EXIT_CONFIG
+
+
+class InvalidKind(InvalidJob):
+    """The job kind is invalid; kinds match ^[a-z][a-z0-9_.-]{0,63}$."""
+
+
+class InvalidPayload(InvalidJob):
+    """The payload is not storable JSON within the size and depth limits."""
+
+
+class JobNotFound(WorkerError):
+    """No job has that id (it may have been pruned by retention)."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 # -- raised by handlers -----------------------------------------------------

@@ -17,6 +17,10 @@ from .handlers import JobContext
 from .models import JsonValue
 from .settings import Settings
 
+MAX_POINTS = 1e9
+"""Points of one criterion at most: sums of larger ones overflow to Infinity, which no
+result may hold."""
+
 SYSTEM_PROMPT = (
     "You are a precise tutor. Grade the learner's answer against the rubric. Reply with one "
     'JSON object: {"score": number, "max_score": number, "summary": string, "criteria": '
@@ -56,8 +60,14 @@ class Submission:
             points = item.get("points", 1)
             if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
                 raise PermanentFailure(f"rubric criterion {i}: keywords must be strings")
-            if not isinstance(points, int | float) or points < 0:
-                raise PermanentFailure(f"rubric criterion {i}: points must be a number >= 0")
+            if (
+                isinstance(points, bool)
+                or not isinstance(points, int | float)
+                or not 0 <= points <= MAX_POINTS
+            ):
+                raise PermanentFailure(
+                    f"rubric criterion {i}: points must be a number from 0 to {MAX_POINTS:g}"
+                )
             name = str(item.get("criterion") or f"criterion {i}")
             criteria.append(Criterion(name, tuple(keywords), float(points)))
         return cls(prompt, answer, tuple(criteria))
@@ -139,12 +149,17 @@ def openai_feedback(settings: Settings, sub: Submission) -> dict[str, Any]:
     except (KeyError, IndexError, TypeError):
         raise PermanentFailure("provider answer has no choices[0].message.content") from None
     try:
-        parsed = json.loads(content)
-    except (TypeError, json.JSONDecodeError):
+        parsed = json.loads(content, parse_constant=_no_constant)
+    except (TypeError, ValueError, RecursionError):
         parsed = {"summary": str(content)}
     if not isinstance(parsed, dict):
         parsed = {"summary": str(parsed)}
     return {"backend": "openai", "model": settings.openai_model, **parsed}
+
+
+def _no_constant(name: str) -> float:
+    """NaN and Infinity are not JSON and no jsonb column takes them."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def handle(ctx: JobContext) -> JsonValue:

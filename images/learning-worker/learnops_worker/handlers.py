@@ -1,7 +1,8 @@
 """Job handlers: the built-ins, WORKER_HANDLERS parsing, and what a handler receives.
 
 A handler is `def handle(ctx: JobContext) -> JSON-able | None`. It may raise RetryLater
-or PermanentFailure (errors.py); any other exception is retried with backoff.
+or PermanentFailure (errors.py); any other exception (BaseException too) is retried with
+backoff. It should watch `ctx.cancelled` if it runs long.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import HandlerSpecError
-from .models import Job, JsonValue
+from .models import KIND_PATTERN, Job, JsonValue
 from .settings import Settings
 
-_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -37,19 +37,18 @@ class ResultCache(Protocol):
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a handler gets: the job, settings, the result cache and two events to watch."""
+    """What a handler gets: the job, its payload, settings, the result cache, events to watch."""
 
     job: Job
+    payload: JsonValue
     settings: Settings
     cache: ResultCache
     lease_lost: threading.Event
     """Set when a heartbeat found the lease taken over; the result will be discarded."""
     stopping: threading.Event
     """Set on SIGTERM; a long handler may finish early by raising RetryLater."""
-
-    @property
-    def payload(self) -> JsonValue:
-        return self.job.payload
+    cancelled: threading.Event
+    """Set when the job was cancelled or ran past its timeout: stop, the result is discarded."""
 
 
 Handler = Callable[[JobContext], JsonValue]
@@ -78,7 +77,7 @@ def parse_spec(spec: str) -> dict[str, tuple[str, str]]:
             raise HandlerSpecError(
                 f"WORKER_HANDLERS entry {entry!r} has no '='; expected kind=module:function"
             )
-        if not _KIND.match(kind):
+        if not KIND_PATTERN.match(kind):
             raise HandlerSpecError(f"WORKER_HANDLERS entry {entry!r}: invalid kind {kind!r}")
         module, colon, func = target.partition(":")
         if not colon or not _DOTTED.match(module) or not func.isidentifier():

@@ -37,6 +37,28 @@ class QueueDepth(Collector):
         return [family]
 
 
+class UnhandledKinds(Collector):
+    """Queued jobs of kinds that no live worker handles (they would wait forever)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "learnops_worker_queued_unhandled",
+            "Queued jobs of a kind no live worker handles",
+            labels=["kind"],
+        )
+        try:
+            counts = self._read()
+        except Exception:
+            log.warning("unhandled kinds unavailable", extra={"event": "metrics.unhandled_failed"})
+            return [family]
+        for kind, n in sorted(counts.items()):
+            family.add_metric([kind], n)
+        return [family]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -66,6 +88,29 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.timed_out = Counter(
+            "learnops_worker_jobs_timed_out",
+            "Attempts ended because the handler ran past its timeout",
+            ["kind"],
+            registry=r,
+        )
+        self.cancelled = Counter(
+            "learnops_worker_jobs_cancelled",
+            "Running jobs whose outcome was discarded because they were cancelled",
+            ["kind"],
+            registry=r,
+        )
+        self.stuck_handlers = Gauge(
+            "learnops_worker_stuck_handlers",
+            "Handler threads still inside a handler that overran its timeout",
+            registry=r,
+        )
+        self.pruned = Counter(
+            "learnops_worker_pruned_rows",
+            "Rows deleted by retention",
+            ["table"],
+            registry=r,
+        )
         self.heartbeat_errors = Counter(
             "learnops_worker_heartbeat_errors", "Heartbeat rounds that failed", registry=r
         )
@@ -83,3 +128,6 @@ class Metrics:
 
     def watch_depth(self, read: Callable[[], dict[str, int]]) -> None:
         self.registry.register(QueueDepth(read))
+
+    def watch_unhandled(self, read: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(UnhandledKinds(read))

@@ -35,10 +35,17 @@ class Queries:
     release: str
     notify: str
     enqueue: str
+    enqueue_existing: str
+    cancel: str
+    job_status: str
+    worker_register: str
+    worker_unregister: str
     retry_failed: str
     stats_by_status_kind: str
     stats_oldest_queued: str
     stats_leases: str
+    stats_unhandled: str
+    stats_workers: str
     depth_by_status: str
     cache_lock_timeout: str
     cache_lock_timeout_reset: str
@@ -46,7 +53,13 @@ class Queries:
     cache_unlock: str
     cache_get: str
     cache_put: str
+    retention_lock: str
+    retention_unlock: str
+    prune_jobs: str
+    prune_cache: str
+    prune_workers: str
     migrations_lock: str
+    migrations_unlock: str
     migrations_table: str
     migrations_applied: str
     migration_record: str

@@ -85,8 +85,29 @@ class Settings:
     """Per-request timeout towards the provider."""
     openai_max_retries: int = 3
     """Retries on 429/5xx/network errors before the job is retried later."""
+    job_timeout_seconds: float = 600.0
+    """A handler running longer ends its attempt (retried or failed); 0 = no timeout."""
+    job_timeouts: tuple[tuple[str, float], ...] = ()
+    """Per-kind overrides of job_timeout_seconds, from `kind=seconds,...`."""
+    statement_timeout_seconds: float = 10.0
+    """Server-side limit of every worker statement; the client gives up shortly after."""
+    retention_succeeded_seconds: float = 7 * 86400.0
+    """Succeeded and cancelled jobs are deleted this long after they finished; 0 = keep."""
+    retention_failed_seconds: float = 30 * 86400.0
+    """Failed jobs are deleted this long after they failed; 0 = keep."""
+    cache_ttl_seconds: float = 30 * 86400.0
+    """Result cache rows are deleted this long after they were stored; 0 = keep."""
+    retention_interval_seconds: float = 60.0
+    """How often one worker (of all) prunes finished jobs and cache rows."""
     warnings: tuple[str, ...] = ()
     """Non-fatal configuration notes, logged once at start."""
+
+    def timeout_for(self, kind: str) -> float:
+        """The job timeout of `kind` in seconds (0 = none)."""
+        for name, seconds in self.job_timeouts:
+            if name == kind:
+                return seconds
+        return self.job_timeout_seconds
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -135,9 +156,63 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         openai_api_key=Secret(_secret(env, "OPENAI_API_KEY")),
         openai_timeout_seconds=_float(env, "OPENAI_TIMEOUT_SECONDS", 60.0, minimum=0.1),
         openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", 3, minimum=0),
+        job_timeout_seconds=_float(env, "WORKER_JOB_TIMEOUT_SECONDS", 600.0, minimum=0),
+        job_timeouts=_kind_seconds(env, "WORKER_JOB_TIMEOUTS"),
+        statement_timeout_seconds=_float(
+            env, "WORKER_STATEMENT_TIMEOUT_SECONDS", 10.0, minimum=0.1
+        ),
+        retention_succeeded_seconds=_duration(env, "WORKER_RETENTION_SUCCEEDED", 7 * 86400.0),
+        retention_failed_seconds=_duration(env, "WORKER_RETENTION_FAILED", 30 * 86400.0),
+        cache_ttl_seconds=_duration(env, "WORKER_CACHE_TTL", 30 * 86400.0),
+        retention_interval_seconds=_float(
+            env, "WORKER_RETENTION_INTERVAL_SECONDS", 60.0, minimum=0.1
+        ),
         warnings=tuple(notes),
     )
     return settings
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds, or a number with a unit: `90s`, `15m`, `12h`, `7d`; 0 means forever."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    unit = _UNITS.get(raw[-1])
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a duration like 3600, 90m, 12h or 7d, got {raw!r}"
+        ) from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite duration of at least 0, got {raw!r}")
+    return value
+
+
+def _kind_seconds(env: Mapping[str, str], name: str) -> tuple[tuple[str, float], ...]:
+    """`kind=seconds,...` -> ((kind, seconds), ...); kinds follow the job kind pattern."""
+    from .models import KIND_PATTERN  # models has no settings import; keep the cycle out
+
+    pairs: dict[str, float] = {}
+    for raw in env.get(name, "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        kind, eq, seconds = (p.strip() for p in entry.partition("="))
+        if not eq or not KIND_PATTERN.match(kind):
+            raise ConfigError(f"{name} entry {entry!r}: expected kind=seconds")
+        try:
+            value = float(seconds)
+        except ValueError:
+            raise ConfigError(f"{name} entry {entry!r}: {seconds!r} is not a number") from None
+        if not value >= 0 or value == float("inf") or kind in pairs:
+            raise ConfigError(f"{name} entry {entry!r}: a finite number >= 0, each kind once")
+        pairs[kind] = value
+    return tuple(pairs.items())
 
 
 def _secret(env: Mapping[str, str], name: str) -> str:
@@ -185,6 +260,8 @@ def _float(
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value:g} must be at least {minimum:g}")
     return value
