@@ -198,6 +198,8 @@ def _artifact_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     if sha is not None and _SHA256.fullmatch(sha):
         fields["sha256"] = sha
     return fields
+
+
 LOCATION_KEYS = {"kind": "storageKind", "bucket": "bucket", "key": "key"}
 MAX_LOCATION_CHARS = 1024
 

@@ -174,6 +174,7 @@ class Settings:
         metadata=_meta(
             "BACKUP_GLOBALS_ROLE_PASSWORDS", "true: keep role password hashes in the globals."
         ),
+    )
     storage_kind: StorageKind = field(
         default=StorageKind.PVC,
         metadata=_meta("BACKUP_STORAGE_KIND", "pvc | s3 | gcs | azureBlob."),
