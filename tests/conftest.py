@@ -28,7 +28,12 @@ from tests.harness.kube import (
 from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
-pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixtures_operator"]
+pytest_plugins = [
+    "tests.fixtures_dump",
+    "tests.fixtures_objects",
+    "tests.fixtures_worker",
+    "tests.fixtures_operator",
+]
 
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")
 ROOT = Path(__file__).resolve().parent.parent

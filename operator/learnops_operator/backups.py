@@ -72,7 +72,8 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
         why = f"the CronJob was rejected: {api_message(exc)}"
         raise _invalid(ctx, body, owner, why) from None
     name = desired["metadata"]["name"]
-    if not ctx.kube.pvc_exists(owner.namespace, spec.claim_name):
+    # Object storage has no claim to wait for (its Secret the operator may not read).
+    if spec.objects is None and not ctx.kube.pvc_exists(owner.namespace, spec.claim_name):
         message = (
             f"PersistentVolumeClaim {spec.claim_name!r} not found in namespace "
             f"{owner.namespace!r}; backups cannot run until it exists"

@@ -22,6 +22,12 @@ BACKUP_NOW_ANNOTATION = "learnops.io/backup-now"
 RUNNER_UID = 65532
 CONTAINER_NAME = "dump"
 SECRET_DIR = "/var/run/secrets/learnops/db"  # noqa: S105 (a path, not a secret)
+STORAGE_SECRET_DIR = "/var/run/secrets/learnops/storage"  # noqa: S105 (a path)
+RECIPIENTS_DIR = "/etc/learnops/age"
+RECIPIENTS_FILE = "recipients"
+WEB_IDENTITY_DIR = "/var/run/secrets/learnops/web-identity"
+WEB_IDENTITY_AUDIENCE = "sts.amazonaws.com"
+WEB_IDENTITY_EXPIRATION_SECONDS = 3600
 STORAGE_ROOT = "/backup"
 TERMINATION_LOG = "/dev/termination-log"
 # The pod's own emptyDir, not a shared host /tmp.
@@ -80,12 +86,9 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
         ]
     else:
         items += [(f"{key}_FILE", f"{SECRET_DIR}/{key}") for key in URL_KEYS]
+    items.append(("PGSSLMODE", db.ssl_mode))
+    items += _storage_env(spec)
     items += [
-        ("PGSSLMODE", db.ssl_mode),
-        ("BACKUP_STORAGE_ROOT", STORAGE_ROOT),
-        # The runner makes subPath itself: a kubelet-made subPath directory belongs to root on
-        # volumes that ignore fsGroup (hostPath, local-path), and a restricted pod cannot chown.
-        *([("BACKUP_STORAGE_SUBDIR", spec.sub_path)] if spec.sub_path else []),
         ("BACKUP_PREFIX", owner.name),
         ("BACKUP_TIMEOUT_SECONDS", str(spec.runner_timeout_seconds)),
         ("BACKUP_FORMAT", spec.format),
@@ -107,6 +110,85 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in items]
 
 
+def _storage_env(spec: BackupSpec) -> list[tuple[str, str]]:
+    """Where the backup goes; for object storage the credentials' directory, never a key."""
+    target = spec.objects
+    if target is None:
+        items = [("BACKUP_STORAGE_ROOT", STORAGE_ROOT)]
+        # The runner makes subPath itself: a kubelet-made subPath directory belongs to root on
+        # volumes that ignore fsGroup (hostPath, local-path), and a restricted pod cannot chown.
+        if spec.sub_path:
+            items.append(("BACKUP_STORAGE_SUBDIR", spec.sub_path))
+    else:
+        items = [("BACKUP_STORAGE_KIND", target.kind), ("BACKUP_BUCKET", target.bucket)]
+        optional = [
+            ("BACKUP_OBJECT_PREFIX", target.prefix),
+            ("BACKUP_OBJECT_ENDPOINT", target.endpoint),
+            ("BACKUP_S3_REGION", target.region),
+            ("BACKUP_S3_SSE", target.sse),
+            ("BACKUP_S3_SSE_KMS_KEY_ID", target.kms_key_id),
+            ("BACKUP_S3_STORAGE_CLASS", target.storage_class),
+            ("BACKUP_AZURE_ACCOUNT", target.account),
+        ]
+        items += [(k, v) for k, v in optional if v]
+        if target.path_style:
+            items.append(("BACKUP_S3_PATH_STYLE", "true"))
+        if target.credentials_secret:
+            items.append(("BACKUP_CREDENTIALS_DIR", STORAGE_SECRET_DIR))
+        if target.role_arn:
+            items += [
+                ("BACKUP_S3_ROLE_ARN", target.role_arn),
+                ("BACKUP_S3_WEB_IDENTITY_TOKEN_FILE", f"{WEB_IDENTITY_DIR}/token"),
+            ]
+    enc = spec.encryption
+    if enc is not None:
+        if enc.from_kind is not None:
+            items.append(("BACKUP_AGE_RECIPIENTS_FILE", f"{RECIPIENTS_DIR}/{RECIPIENTS_FILE}"))
+        else:  # public keys: not secrets, fine as env values
+            items.append(("BACKUP_AGE_RECIPIENTS", ",".join(enc.recipients)))
+    return items
+
+
+def _storage_volumes(spec: BackupSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) for the backup target, its credentials and the age recipients."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    target = spec.objects
+    if target is None:
+        # the whole claim: the runner makes subPath inside it (BACKUP_STORAGE_SUBDIR)
+        mounts.append({"name": "backup", "mountPath": STORAGE_ROOT})
+        volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": spec.claim_name}})
+    else:
+        if target.credentials_secret:
+            secret = {"secretName": target.credentials_secret, "defaultMode": SECRET_FILE_MODE}
+            volumes.append({"name": "storage-credentials", "secret": secret})
+            mounts.append(
+                {"name": "storage-credentials", "mountPath": STORAGE_SECRET_DIR, "readOnly": True}
+            )
+        if target.role_arn:
+            token = {
+                "audience": WEB_IDENTITY_AUDIENCE,
+                "expirationSeconds": WEB_IDENTITY_EXPIRATION_SECONDS,
+                "path": "token",
+            }
+            volumes.append(
+                {"name": "web-identity", "projected": {"sources": [{"serviceAccountToken": token}]}}
+            )
+            mounts.append({"name": "web-identity", "mountPath": WEB_IDENTITY_DIR, "readOnly": True})
+    enc = spec.encryption
+    if enc is not None and enc.from_kind is not None:
+        items = [{"key": enc.from_key, "path": RECIPIENTS_FILE}]
+        if enc.from_kind == "secret":
+            source: dict[str, Any] = {
+                "secret": {"secretName": enc.from_name, "items": items, "defaultMode": 0o440}
+            }
+        else:
+            source = {"configMap": {"name": enc.from_name, "items": items, "defaultMode": 0o440}}
+        volumes.append({"name": "age-recipients", **source})
+        mounts.append({"name": "age-recipients", "mountPath": RECIPIENTS_DIR, "readOnly": True})
+    return volumes, mounts
+
+
 def _secret_volume(spec: BackupSpec) -> dict[str, Any]:
     db = spec.database
     secret: dict[str, Any] = {"secretName": db.secret_name, "defaultMode": SECRET_FILE_MODE}
@@ -119,7 +201,7 @@ def _secret_volume(spec: BackupSpec) -> dict[str, Any]:
 def pod_template(
     owner: Owner, spec: BackupSpec, default_image: str, trigger: str
 ) -> dict[str, Any]:
-    mount: dict[str, Any] = {"name": "backup", "mountPath": STORAGE_ROOT}
+    storage_volumes, storage_mounts = _storage_volumes(spec)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.image or default_image,
@@ -128,7 +210,7 @@ def pod_template(
         "env": env(owner, spec),
         "resources": dict(spec.resources),
         "volumeMounts": [
-            mount,
+            *storage_mounts,
             {"name": "db-credentials", "mountPath": SECRET_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": TMP_DIR},
         ],
@@ -159,7 +241,7 @@ def pod_template(
         },
         "containers": [container],
         "volumes": [
-            {"name": "backup", "persistentVolumeClaim": {"claimName": spec.claim_name}},
+            *storage_volumes,
             _secret_volume(spec),
             # tmpfs: the runner's private 0600 pgpass copy never touches a disk.
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE_LIMIT}},

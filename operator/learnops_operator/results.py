@@ -71,6 +71,8 @@ class RunResult:
     databases_omitted: int | None = None
     globals: dict[str, Any] | None = None
     """The roles-and-globals artifact, validated."""
+    location: Mapping[str, str] | None = None
+    """Where the artifact went (storageKind, bucket, key): names only, bounded."""
 
 
 def from_termination(job: str, terminated: Mapping[str, Any], fallback_time: datetime) -> RunResult:
@@ -96,6 +98,7 @@ def from_termination(job: str, terminated: Mapping[str, Any], fallback_time: dat
             databases=_databases(summary.get("databases")),
             databases_omitted=_int(summary.get("databasesOmitted")),
             globals=_globals(summary.get("globals")),
+            location=_location(summary.get("location")),
         )
     killed = str(terminated.get("reason") or "")
     if exit_code == 0:
@@ -195,6 +198,22 @@ def _artifact_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     if sha is not None and _SHA256.fullmatch(sha):
         fields["sha256"] = sha
     return fields
+
+
+LOCATION_KEYS = {"kind": "storageKind", "bucket": "bucket", "key": "key"}
+MAX_LOCATION_CHARS = 1024
+
+
+def _location(value: Any) -> Mapping[str, str] | None:
+    """The pod's say on where the backup went: only known keys, only bounded strings."""
+    if not isinstance(value, Mapping):
+        return None
+    out = {
+        ours: bounded(mask(value[theirs]), MAX_LOCATION_CHARS)
+        for theirs, ours in LOCATION_KEYS.items()
+        if isinstance(value.get(theirs), str) and value[theirs]
+    }
+    return out or None
 
 
 def _str(value: Any) -> str | None:

@@ -77,6 +77,36 @@ class Database:
 
 
 @dataclass(frozen=True)
+class ObjectTarget:
+    """spec.storage.s3 / gcs / azureBlob, in the dump runner's terms (no secret values)."""
+
+    kind: str
+    """s3 | gcs | azureBlob (BACKUP_STORAGE_KIND)."""
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    credentials_secret: str | None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    role_arn: str | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """spec.encryption: recipients inline or a ConfigMap/Secret key mounted as a file."""
+
+    recipients: tuple[str, ...] = ()
+    from_kind: str | None = None
+    """configMap | secret."""
+    from_name: str | None = None
+    from_key: str | None = None
+
+
+@dataclass(frozen=True)
 class BackupSpec:
     """The parsed spec. Plumbing fields stay plain mappings: they are passed through verbatim."""
 
@@ -113,6 +143,8 @@ class BackupSpec:
     """Also pg_dumpall --globals-only as its own artifact."""
     include_role_passwords: bool = False
     """Keep role password hashes in the globals artifact."""
+    objects: ObjectTarget | None = None
+    encryption: Encryption | None = None
 
     @property
     def cron_expression(self) -> str:
@@ -160,7 +192,13 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         )
     storage = spec.get("storage") or {}
     claim = (storage.get("persistentVolumeClaim") or {}).get("claimName")
-    if not claim:
+    targets = [k for k in ("persistentVolumeClaim", "s3", "gcs", "azureBlob") if storage.get(k)]
+    if len(targets) != 1:
+        raise InvalidSpec(
+            "storage needs exactly one target: persistentVolumeClaim, s3, gcs or azureBlob"
+        )
+    objects = _objects(storage)
+    if objects is None and not claim:
         raise InvalidSpec("storage.persistentVolumeClaim.claimName is required")
     compression = spec.get("compression") or {}
     retention = spec.get("retention") or {}
@@ -180,7 +218,7 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
             dbnames=tuple(str(n) for n in db.get("dbnames") or ()),
             all_databases=bool(db.get("allDatabases", False)),
         ),
-        claim_name=str(claim),
+        claim_name=str(claim or ""),
         sub_path=storage.get("subPath") or None,
         format=str(spec.get("format") or "custom"),
         compression_algorithm=str(compression.get("algorithm") or "zstd"),
@@ -207,6 +245,8 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         globals=bool(spec.get("globals", False)),
         include_role_passwords=bool(spec.get("includeRolePasswords", False)),
+        objects=objects,
+        encryption=_encryption(spec.get("encryption")),
     )
     if parsed.database.dbnames and parsed.database.all_databases:
         raise InvalidSpec("database.dbnames and database.allDatabases exclude each other")
@@ -224,3 +264,54 @@ def _check_schedule(spec: BackupSpec) -> None:
         zoneinfo.ZoneInfo(spec.time_zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise InvalidSpec(f"timeZone {spec.time_zone!r} is not a known IANA time zone") from None
+
+
+def _objects(storage: Mapping[str, Any]) -> ObjectTarget | None:
+    """The object-storage target, if the spec names one (the CRD validated its fields)."""
+    s3, gcs, azure = storage.get("s3"), storage.get("gcs"), storage.get("azureBlob")
+    if s3:
+        sse = s3.get("serverSideEncryption") or {}
+        return ObjectTarget(
+            kind="s3",
+            bucket=str(s3["bucket"]),
+            prefix=str(s3.get("prefix") or ""),
+            endpoint=s3.get("endpoint") or None,
+            credentials_secret=(s3.get("credentialsSecretRef") or {}).get("name"),
+            region=s3.get("region") or None,
+            path_style=bool(s3.get("forcePathStyle", False)),
+            sse=sse.get("algorithm") or None,
+            kms_key_id=sse.get("kmsKeyId") or None,
+            storage_class=s3.get("storageClass") or None,
+            role_arn=(s3.get("webIdentity") or {}).get("roleArn"),
+        )
+    if gcs:
+        return ObjectTarget(
+            kind="gcs",
+            bucket=str(gcs["bucket"]),
+            prefix=str(gcs.get("prefix") or ""),
+            endpoint=gcs.get("endpoint") or None,
+            credentials_secret=(gcs.get("credentialsSecretRef") or {}).get("name"),
+        )
+    if azure:
+        return ObjectTarget(
+            kind="azureBlob",
+            bucket=str(azure["container"]),
+            prefix=str(azure.get("prefix") or ""),
+            endpoint=azure.get("endpoint") or None,
+            credentials_secret=(azure.get("credentialsSecretRef") or {}).get("name"),
+            account=str(azure["account"]),
+        )
+    return None
+
+
+def _encryption(value: Any) -> Encryption | None:
+    if not value:
+        return None
+    recipients = tuple(str(r) for r in value.get("ageRecipients") or ())
+    source = value.get("ageRecipientsFrom") or {}
+    for kind, ref in (("configMap", "configMapKeyRef"), ("secret", "secretKeyRef")):
+        if source.get(ref):
+            return Encryption(recipients, kind, str(source[ref]["name"]), str(source[ref]["key"]))
+    if not recipients:
+        raise InvalidSpec("encryption needs ageRecipients or ageRecipientsFrom")
+    return Encryption(recipients)

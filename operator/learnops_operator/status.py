@@ -173,6 +173,8 @@ def record(
             success["databasesOmitted"] = result.databases_omitted
         if result.globals is not None and result.globals["status"] == "ok":
             success["globals"] = {k: v for k, v in result.globals.items() if k != "status"}
+        if result.location:
+            success.update(result.location)
         new["lastSuccessfulBackup"] = success
         new["lastResult"] = "Succeeded"
         new["consecutiveFailures"] = 0

@@ -220,3 +220,19 @@ def test_a_spec_the_cronjob_api_rejects_sets_ready_false_with_its_reason(
         '{"spec":{"tolerations":[{"key":"dedicated","operator":"Exists"}]}}',
     )
     wait_for(lambda: _ready(backup_ns, "nightly"), 20, "Ready=True after the fix")
+
+
+def test_an_object_storage_backup_is_ready_without_any_pvc(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    manifest = backup("offsite")
+    manifest["spec"]["storage"] = {
+        "s3": {"bucket": "learnops-backups", "credentialsSecretRef": {"name": "s3-creds"}}
+    }
+    backup_ns.apply(manifest)
+    wait_for(lambda: _ready(backup_ns, "offsite"), 20, "Ready=True")
+    cronjob = backup_ns.get("cronjob", "offsite-backup") or {}
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert (env["BACKUP_STORAGE_KIND"], env["BACKUP_BUCKET"]) == ("s3", "learnops-backups")

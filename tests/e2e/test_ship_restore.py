@@ -26,7 +26,11 @@ TABLES = ("courses", "tasks", "submissions")
 
 
 def _runbook_job() -> dict[str, Any]:
-    (job,) = [d for d in yaml_objects() if d["kind"] == "Job"]
+    (job,) = [
+        d
+        for d in yaml_objects()
+        if d["kind"] == "Job" and d["metadata"]["name"] == "learnops-restore"
+    ]
     return copy.deepcopy(job)
 
 

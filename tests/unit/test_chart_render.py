@@ -280,3 +280,24 @@ def test_the_prometheus_rule_alerts_on_what_the_programs_export() -> None:
     }
     used = {name for name in exported if any(name in expr for expr in alerts.values())}
     assert used == exported
+
+
+def test_backup_pods_may_reach_the_object_storage_endpoint_only_when_configured() -> None:
+    def backup_egress(scenario: str) -> list[dict[str, Any]]:
+        (policy,) = [
+            d
+            for d in render(scenario)
+            if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("-backup")
+        ]
+        rules: list[dict[str, Any]] = policy["spec"]["egress"]
+        return rules
+
+    def ports(rules: list[dict[str, Any]]) -> set[int]:
+        return {p["port"] for r in rules for p in r.get("ports", [])}
+
+    assert 8333 not in ports(backup_egress("default"))
+    rules = backup_egress("object-storage-values.yaml")
+    (storage,) = [r for r in rules if {p["port"] for p in r["ports"]} == {8333}]
+    assert storage["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "storage"}}}
+    ]

@@ -36,9 +36,31 @@ def shell_commands(program: str) -> list[list[str]]:
     return found
 
 
-def restore_job() -> dict[str, Any]:
-    (job,) = [d for d in yaml_objects() if d["kind"] == "Job"]
+def restore_job(name: str = "learnops-restore") -> dict[str, Any]:
+    (job,) = [d for d in yaml_objects() if d["kind"] == "Job" and d["metadata"]["name"] == name]
     return job
+
+
+def test_the_restore_from_bucket_job_runs_the_real_command_with_valid_settings() -> None:
+    from learnops_dump.buckets import StorageKind
+    from learnops_dump.cli import parser
+    from learnops_dump.settings import Settings
+
+    spec = restore_job("learnops-restore-from-bucket")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    args = parser().parse_args(container["args"])
+    assert (args.command, args.artifact, args.target_db) == (
+        "restore",
+        "latest",
+        "learnops_restored",
+    )
+    env = {e["name"]: e["value"] for e in container["env"]}
+    settings = Settings.from_env(env)
+    assert settings.storage_kind is StorageKind.S3
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["BACKUP_CREDENTIALS_DIR"] == mounts["storage-credentials"]
+    assert env["BACKUP_AGE_IDENTITY_FILE"].startswith(mounts["age-identity"] + "/")
+    assert all("valueFrom" not in e for e in container["env"])  # secrets only as files
 
 
 def test_every_learnops_dump_command_parses_with_the_real_cli() -> None:

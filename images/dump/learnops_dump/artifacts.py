@@ -33,6 +33,8 @@ STAMP = "%Y%m%dT%H%M%SZ"
 # What pg_dump writes, by format; compression outside the archive adds an outer suffix.
 BASE_SUFFIX = {DumpFormat.CUSTOM: ".dump", DumpFormat.PLAIN: ".sql", DumpFormat.DIRECTORY: ".dir"}
 OUTER_SUFFIX = {"zstd": ".zst", "lz4": ".lz4", "gzip": ".gz"}
+AGE_SUFFIX = ".age"
+"""Encrypted with age (object storage): decrypt before anything else."""
 DECOMPRESS = {
     "zstd": ("zstd", "-d", "-q", "-c"),
     "lz4": ("lz4", "-d", "-q", "-c"),
@@ -46,6 +48,10 @@ SUFFIXES = (
         for base in (BASE_SUFFIX[DumpFormat.CUSTOM], BASE_SUFFIX[DumpFormat.PLAIN])
         for outer in ("", *OUTER_SUFFIX.values())
     ),
+)
+SUFFIXES = (
+    *SUFFIXES,
+    *(s + AGE_SUFFIX for s in SUFFIXES if s != BASE_SUFFIX[DumpFormat.DIRECTORY]),
 )
 CHUNK = 1 << 20
 
@@ -131,17 +137,20 @@ class Artifact:
     format: DumpFormat
     outer: str | None
     """Compression applied outside pg_dump (the file must be decompressed first)."""
+    encrypted: bool = False
+    """Encrypted with age (`.age`): decrypt before anything else."""
 
     @classmethod
     def of(cls, path: Path) -> Artifact:
         parts = split_name(path.name)
         if parts is None:
             raise VerificationFailed(f"{path.name}: not a learnops artifact name")
-        suffix = parts[1]
+        encrypted = parts[1].endswith(AGE_SUFFIX)
+        suffix = parts[1].removesuffix(AGE_SUFFIX)
         for fmt, base in BASE_SUFFIX.items():
             if suffix.startswith(base):
                 outer = next((a for a, s in OUTER_SUFFIX.items() if suffix == base + s), None)
-                return cls(path, fmt, outer)
+                return cls(path, fmt, outer, encrypted)
         raise VerificationFailed(f"{path.name}: not a learnops artifact name")
 
 

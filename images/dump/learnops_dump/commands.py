@@ -6,13 +6,17 @@ import logging
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import artifacts
 from .artifacts import Artifact, manifest_for
+from .buckets import StorageKind
 from .credentials import private_pgpass
+from .encryption import decrypt_argv
 from .errors import ConfigError, RunnerError
 from .logs import event
 from .procs import Supervisor, child_env
+from .remote import restore_stored, verify_stored
 from .restore import restore_into
 from .roles import GLOBALS_SUFFIX, apply_globals, check_trailer
 from .settings import Settings
@@ -25,6 +29,9 @@ from .verify import (
     verify_archive,
 )
 from .versions import Client, choose_client, installed_clients, probe_server, system_identifier
+
+if TYPE_CHECKING:
+    from .objects import ObjectStorage
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ def _globals_path(artifact: Artifact) -> Path:
 
 def verify_command(settings: Settings, name: str, *, force: bool = False) -> int:
     """Size and sha256 against the manifest, then every byte of the archive (no database)."""
+    if settings.storage_kind is not StorageKind.PVC:
+        return _verify_remote(settings, name)
     artifact, clients = _locate(settings, name)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     if artifact.path.name.endswith(GLOBALS_SUFFIX):  # a psql script, not a pg_restore archive
@@ -99,7 +108,10 @@ def restore_command(
     """Restore into an existing database with the run's connection settings.
 
     The backup must be what its manifest says and come from the database and server this
-    configuration backs up, unless `allow_other_source`."""
+    configuration backs up, unless `allow_other_source` (a PVC's artifact; one in a bucket
+    is checked against its manifest's checksum and authenticated by age/zstd on the way)."""
+    if settings.storage_kind is not StorageKind.PVC:
+        return _restore_remote(settings, name, target_db, no_owner)
     artifact, clients = _locate(settings, name)
     roles = Artifact.of(_globals_path(artifact)) if with_globals else None
     # the database this configuration backs up, when it names one (the runbook's Job does not)
@@ -137,4 +149,91 @@ def restore_command(
         finally:
             sup.close()
     event(log, "restore.ok", "artifact restored", artifact=artifact.path.name, database=target_db)
+    return 0
+
+
+def _remote(settings: Settings, name: str) -> tuple[ObjectStorage, str, dict[str, Any] | None]:
+    """The bucket, the artifact's name in it (`latest` = latest.json's) and its manifest."""
+    from .objects import ObjectStorage  # only object-storage commands load the client
+
+    assert settings.bucket is not None
+    storage = ObjectStorage(settings.bucket, settings.object_timeout_seconds, settings.prefix)
+    if name == "latest":
+        pointer = artifacts.latest_name(settings.prefix)
+        latest = storage.read_json(pointer)
+        if not latest or not isinstance(latest.get("artifact"), str):
+            raise ConfigError(f"no {pointer} in {storage.describe()} (BACKUP_PREFIX?)")
+        name = latest["artifact"]
+    if "/" in name or name.startswith("."):
+        raise ConfigError(f"{name}: give the artifact's name below the prefix")
+    parts = artifacts.split_name(name)
+    if parts is None:
+        raise ConfigError(f"{name}: not a learnops artifact name")
+    manifest = storage.read_json(artifacts.manifest_name(parts[0]))
+    if manifest is None:
+        event(log, "verify.no_manifest", "no readable manifest beside it; sha256 not checked")
+    return storage, name, manifest
+
+
+def _clients(settings: Settings) -> list[Client]:
+    clients = installed_clients(settings.client_dirs)
+    if not clients:
+        raise ConfigError("no PostgreSQL client found (BACKUP_PG_CLIENT_DIRS)")
+    return clients
+
+
+def _verify_remote(settings: Settings, name: str) -> int:
+    """Stream the object back: checksum, decrypt (identity file), decompress, read it all."""
+    storage, name, manifest = _remote(settings, name)
+    artifact = Artifact.of(Path(name))
+    if artifact.encrypted:
+        decrypt_argv(
+            settings.age_identity_file
+        )  # verify promises the full read: no identity, no verify
+    clients = _clients(settings)
+    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
+    with sup.handle_signals():
+        try:
+            env = child_env({}, None, str(settings.tmpdir))
+            result = verify_stored(
+                sup,
+                clients[-1],
+                storage.download(name),
+                artifact,
+                env,
+                settings.age_identity_file,
+                manifest,
+            )
+        finally:
+            sup.close()
+    event(log, "verify.ok", "artifact verified", artifact=name, **storage.location(name), **result)
+    return 0
+
+
+def _restore_remote(settings: Settings, name: str, target_db: str, no_owner: bool) -> int:
+    """Stream from the bucket into pg_restore: no copy on local disk."""
+    storage, name, manifest = _remote(settings, name)
+    clients = _clients(settings)
+    target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
+    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
+    with sup.handle_signals(), private_pgpass(target, settings.tmpdir) as passfile:
+        try:
+            params = dict(target.params)
+            params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
+            env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
+            server = probe_server(sup, clients[-1].tool("psql"), env)
+            client = choose_client(clients, server.major)
+            restore_stored(
+                sup,
+                client,
+                storage.download(name),
+                Artifact.of(Path(name)),
+                env,
+                settings.age_identity_file,
+                manifest,
+                no_owner=no_owner,
+            )
+        finally:
+            sup.close()
+    event(log, "restore.ok", "artifact restored", artifact=name, database=target_db)
     return 0

@@ -37,3 +37,6 @@ ORDER BY datname;
 -- name: can_read_role_passwords --
 -- pg_dumpall reads password hashes from pg_authid, which only superusers may read.
 SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT');
+-- name: database_size --
+-- Bytes on disk of the connected database: the estimate the upload's part size is planned for.
+SELECT pg_database_size(current_database());

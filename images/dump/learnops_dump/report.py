@@ -55,7 +55,10 @@ CONTRACT_KEYS = (
     "format",
     "compression",
     "runnerVersion",
+    "location",
 )
+# Where the artifact went (object storage): only these keys, each bounded.
+LOCATION_LIMITS = {"kind": 16, "bucket": 63, "key": 512}
 # Control, format (e.g. bidi overrides), surrogate and line/paragraph separator characters.
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -124,6 +127,10 @@ class Report:
     """One line per database of a multi-database run (BACKUP_DATABASES / _ALL_DATABASES)."""
     globals: dict[str, Any] | None = None
     """The pg_dumpall --globals-only artifact (BACKUP_GLOBALS)."""
+    location: dict[str, str] | None = None
+    """Object storage: {"kind", "bucket", "key"} of the artifact (names only)."""
+    encryption: dict[str, Any] | None = None
+    """age recipients as fingerprints (never the keys)."""
     clock: float = field(default_factory=time.monotonic)
     """Monotonic start: the duration never goes negative when the wall clock jumps."""
     elapsed: float | None = None
@@ -172,6 +179,7 @@ class Report:
             "runnerVersion": __version__,
             **({} if self.databases is None else {"databases": self.databases}),
             **({} if self.globals is None else {"globals": self.globals}),
+            "location": self.location if self.ok else None,
         }
         masked = mask_value(data)
         assert isinstance(masked, dict)
@@ -188,6 +196,7 @@ class Report:
             "verification": self.verification,
             "pruned": self.pruned,
             "warnings": [mask(w) for w in self.warnings],
+            "encryption": self.encryption,
         }
 
     def globals_manifest(self, stem: str) -> dict[str, Any]:
@@ -220,6 +229,17 @@ def termination_message(summary: dict[str, Any]) -> str:
         value = summary.get(key)
         if key in STRING_LIMITS:
             data[key] = None if value is None else bounded(str(value), STRING_LIMITS[key])
+        elif key == "location":
+            data[key] = (
+                {
+                    k: bounded(str(value[k]), limit)
+                    for k, limit in LOCATION_LIMITS.items()
+                    if isinstance(value.get(k), str)
+                }
+                or None
+                if isinstance(value, dict)
+                else None
+            )
         else:
             data[key] = value
     codes = {"Ok": 0, **{cls.reason: cls.exit_code for cls in ERRORS}}

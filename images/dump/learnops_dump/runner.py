@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Artifact
+from .buckets import StorageKind
 from .credentials import private_pgpass
 from .databases import label, selected
 from .errors import ConfigError, InternalError, RunnerError, StorageFailed, TimedOut
@@ -44,6 +46,13 @@ LOCK_WAIT_SECONDS = 30
 
 def run(settings: Settings) -> int:
     """Perform one backup; returns the exit code (never raises)."""
+    if settings.storage_kind is not StorageKind.PVC:
+        from .objectrun import run as run_to_bucket  # only bucket runs load the client
+
+        return run_to_bucket(settings)
+    if settings.age_recipients:  # never a silently unencrypted backup
+        settings = replace(settings, age_recipients=())
+        return _refuse(settings, ConfigError("BACKUP_AGE_RECIPIENTS needs object storage"))
     report = Report(
         started=datetime.now(UTC),
         database=settings.target.dbname,
@@ -86,6 +95,23 @@ def run(settings: Settings) -> int:
         if storage is not None:
             storage.close()
         _terminate(settings.termination_log, report)
+    return report.exit_code
+
+
+def _refuse(settings: Settings, error: RunnerError) -> int:
+    """A configuration the PVC path cannot honour: say so like any failed run."""
+    report = Report(
+        started=datetime.now(UTC),
+        database=settings.target.dbname,
+        host=settings.target.host,
+        port=settings.target.port,
+        format=settings.format.value,
+        compression=str(settings.compression),
+        credential_source=settings.target.source,
+    )
+    report.fail(error)
+    report.finish()
+    _terminate(settings.termination_log, report)
     return report.exit_code
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .buckets import Bucket, StorageKind, parse_bucket
 from .connection import Target, resolve_target
+from .encryption import parse_recipients
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,39 @@ class Settings:
             "BACKUP_GLOBALS_ROLE_PASSWORDS", "true: keep role password hashes in the globals."
         ),
     )
+    storage_kind: StorageKind = field(
+        default=StorageKind.PVC,
+        metadata=_meta("BACKUP_STORAGE_KIND", "pvc | s3 | gcs | azureBlob."),
+    )
+    bucket: Bucket | None = field(
+        default=None,
+        metadata=_meta(
+            "BACKUP_BUCKET/BACKUP_OBJECT_PREFIX/BACKUP_OBJECT_ENDPOINT/BACKUP_S3_REGION/"
+            "BACKUP_S3_PATH_STYLE/BACKUP_S3_SSE/BACKUP_S3_SSE_KMS_KEY_ID/BACKUP_S3_STORAGE_CLASS/"
+            "BACKUP_S3_ROLE_ARN/BACKUP_S3_WEB_IDENTITY_TOKEN_FILE/BACKUP_AZURE_ACCOUNT/"
+            "BACKUP_CREDENTIALS_DIR",
+            "Object-storage target; credentials only as files in BACKUP_CREDENTIALS_DIR.",
+        ),
+    )
+    object_timeout_seconds: float = field(
+        default=60.0,
+        metadata=_meta("BACKUP_OBJECT_TIMEOUT_SECONDS", "Per-request limit (also retry budget)."),
+    )
+    expected_size: int | None = field(
+        default=None,
+        metadata=_meta("BACKUP_EXPECTED_SIZE_BYTES", "Size the part size is planned for."),
+    )
+    age_recipients: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            "BACKUP_AGE_RECIPIENTS/BACKUP_AGE_RECIPIENTS_FILE",
+            "age public keys; set = every backup is encrypted.",
+        ),
+    )
+    age_identity_file: Path | None = field(
+        default=None,
+        metadata=_meta("BACKUP_AGE_IDENTITY_FILE", "age identity (restore/verify only)."),
+    )
     target: Target = field(
         default=Target(),
         metadata=_meta(
@@ -196,6 +231,20 @@ class Settings:
         target, source = resolve_target(env)
         log.info("connection source chosen", extra={"event": "settings.source", "source": source})
         root = env.get("BACKUP_STORAGE_ROOT", "").strip()
+        kind, bucket = parse_bucket(env)
+        recipients = [env.get("BACKUP_AGE_RECIPIENTS", "")]
+        recipients_file = env.get("BACKUP_AGE_RECIPIENTS_FILE", "").strip()
+        if recipients_file:
+            try:
+                recipients.append(Path(recipients_file).read_text(encoding="utf-8")[: 1 << 20])
+            except OSError as exc:
+                raise ConfigError(
+                    f"BACKUP_AGE_RECIPIENTS_FILE: cannot read it ({exc.strerror})"
+                ) from None
+        identity = env.get("BACKUP_AGE_IDENTITY_FILE", "").strip()
+        expected = env.get("BACKUP_EXPECTED_SIZE_BYTES", "").strip()
+        if expected and not expected.isdigit():
+            raise ConfigError("BACKUP_EXPECTED_SIZE_BYTES: a whole number of bytes")
         prefix = env.get("BACKUP_PREFIX", "").strip() or "backup"
         if not re.fullmatch(PREFIX_PATTERN, prefix):
             raise ConfigError("BACKUP_PREFIX: use letters, digits, '.', '_' or '-'")
@@ -214,6 +263,12 @@ class Settings:
             tmpdir=Path(env.get("TMPDIR", "") or "/tmp"),  # noqa: S108
             client_dirs=env.get("BACKUP_PG_CLIENT_DIRS", "") or "/usr/lib/postgresql/*/bin",
             connect_timeout=int(_number(env, "PGCONNECT_TIMEOUT", 10)),
+            storage_kind=kind,
+            bucket=bucket,
+            object_timeout_seconds=_number(env, "BACKUP_OBJECT_TIMEOUT_SECONDS", 60.0),
+            expected_size=int(expected) if expected else None,
+            age_recipients=parse_recipients(recipients),
+            age_identity_file=Path(identity) if identity else None,
             target=target,
             **_selection(env),
         )

@@ -1,0 +1,126 @@
+"""Fixtures for object-storage backups: the three real servers, buckets, age identities."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from tests.fixtures_dump import DumpWorld
+from tests.harness import tiers
+from tests.harness.objectservers import ObjectServer, ServerUnavailable, install, running
+from tests.harness.postgres import Conn, PgCluster
+
+KINDS = ("s3", "gcs", "azureBlob")
+
+
+def _server(kind: str) -> Iterator[ObjectServer]:
+    try:
+        with running(kind, install(kind)) as server:
+            yield server
+    except ServerUnavailable as exc:
+        tiers.unavailable("postgres", str(exc))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[ObjectServer]:
+    yield from _server("s3")
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[ObjectServer]:
+    yield from _server("gcs")
+
+
+@pytest.fixture(scope="session")
+def azure_server() -> Iterator[ObjectServer]:
+    yield from _server("azureBlob")
+
+
+@pytest.fixture(params=KINDS)
+def object_server(request: pytest.FixtureRequest) -> ObjectServer:
+    name = {"s3": "s3_server", "gcs": "gcs_server", "azureBlob": "azure_server"}[request.param]
+    server: ObjectServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
+def bucket_of() -> Callable[[ObjectServer], str]:
+    """Creates fresh buckets on a server: bucket_of(server) -> name."""
+
+    def make(server: ObjectServer) -> str:
+        name = f"t-{secrets.token_hex(5)}"
+        server.create_bucket(name)
+        return name
+
+    return make
+
+
+@dataclass(frozen=True)
+class AgeKey:
+    identity: Path
+    recipient: str
+    secret_line: str
+
+
+def make_age_key(directory: Path) -> AgeKey:
+    keygen = shutil.which("age-keygen")
+    if keygen is None:
+        tiers.unavailable("postgres", "age-keygen not found (apt-get install age)")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"identity-{secrets.token_hex(3)}.txt"
+    subprocess.run([keygen, "-o", str(path)], check=True, capture_output=True)
+    text = path.read_text()
+    recipient = next(
+        line.split(":", 1)[1].strip() for line in text.splitlines() if "public key" in line
+    )
+    secret_line = next(line for line in text.splitlines() if line.startswith("AGE-SECRET-KEY-"))
+    return AgeKey(path, recipient, secret_line)
+
+
+@pytest.fixture
+def age_key(tmp_path: Path) -> AgeKey:
+    return make_age_key(tmp_path / "age")
+
+
+def table_fingerprints(pg_cluster: PgCluster, conn: Conn) -> dict[str, tuple[int, str]]:
+    """Row count and an md5 over every row's text, per user table (order-independent)."""
+    out: dict[str, tuple[int, str]] = {}
+    with pg_cluster.connect(conn) as c:
+        tables = c.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+        for (name,) in tables:
+            query = sql.SQL(
+                "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')"
+                " FROM {} t"
+            ).format(sql.SQL(str(name)))
+            row = c.execute(query).fetchone()
+            assert row is not None
+            out[str(name)] = (int(str(row[0])), str(row[1]))
+    return out
+
+
+def add_noise(pg_cluster: PgCluster, conn: Conn, megabytes: int) -> None:
+    """A table of hard-to-compress text, so the dump needs several multipart parts."""
+    rows = megabytes * 1024 * 1024 // 2048
+    with pg_cluster.connect(pg_cluster.admin.with_db(conn.dbname)) as c:
+        c.execute("CREATE TABLE noise (id int PRIMARY KEY, junk text)")
+        c.execute(
+            "INSERT INTO noise SELECT g, (SELECT string_agg(md5(random()::text || g || i), '')"
+            " FROM generate_series(1, 64) i) FROM generate_series(1, %s) g",
+            (rows,),
+        )
+
+
+def object_env(world: DumpWorld, server: ObjectServer, bucket: str, **extra: str) -> dict[str, str]:
+    env = world.env(BACKUP_STORAGE_ROOT="", **server.runner_env(bucket))
+    env.update(extra)
+    return {k: v for k, v in env.items() if v != ""}
