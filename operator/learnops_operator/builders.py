@@ -11,10 +11,9 @@ import hashlib
 import json
 from typing import Any
 
-from learnops_operator.spec import API_VERSION, KIND, BackupSpec, Owner
+from learnops_operator.ours import labels, owner_reference
+from learnops_operator.spec import BackupSpec, Owner
 
-MANAGED_BY = "learnops-operator"
-COMPONENT_BACKUP = "backup"
 TRIGGER_LABEL = "learnops.io/trigger"
 TOKEN_ANNOTATION = "learnops.io/backup-now-token"  # noqa: S105 (a name, not a secret)
 BACKUP_NOW_ANNOTATION = "learnops.io/backup-now"
@@ -34,17 +33,6 @@ SECRET_FILE_MODE = 0o440
 TMP_SIZE_LIMIT = "64Mi"
 
 
-def labels(owner_name: str, component: str = COMPONENT_BACKUP) -> dict[str, str]:
-    """The app.kubernetes.io labels from the contract; also the selector for our children."""
-    return {
-        "app.kubernetes.io/name": "learnops",
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/instance": owner_name,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "learnops",
-    }
-
-
 def cronjob_name(owner_name: str) -> str:
     return f"{owner_name}-backup"
 
@@ -53,17 +41,6 @@ def on_demand_job_name(owner_name: str, token: str) -> str:
     """Deterministic per token, so a repeat (restart, second replica) hits AlreadyExists."""
     digest = hashlib.sha256(token.encode()).hexdigest()[:10]
     return f"{owner_name}-now-{digest}"
-
-
-def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:

@@ -7,9 +7,8 @@ from typing import Any
 
 from learnops_operator.diffbase import MemoryDiffBase
 from learnops_operator.kube import Kube
+from learnops_operator.ours import Key as Key  # re-exported: the mirror is keyed by it
 from learnops_operator.settings import Settings
-
-Key = tuple[str, str]
 
 
 @dataclass
