@@ -13,12 +13,14 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from learnops_dump.errors import ConnectionFailed
 
+from tests.dump_contract import runner_summary
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
 from tests.harness.wait import wait_for as wait_for  # re-exported for the operator tests
@@ -51,30 +53,11 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def dump_summary(ok: bool = True, **overrides: Any) -> dict[str, Any]:
-    """The dump runner's termination-message JSON (contracts.md)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data: dict[str, Any] = {
-        "status": "ok" if ok else "failed",
-        "exitCode": 0 if ok else 3,
-        "reason": "Ok" if ok else "ConnectionError",
-        "message": "" if ok else "could not connect to server",
-        "artifact": "nightly-20261130T020000Z.dump" if ok else None,
-        "sizeBytes": 5 * 1024 * 1024 if ok else None,
-        "sha256": "9f86d081884c7d659a2feaa0c55ad015" if ok else None,
-        "startedAt": now,
-        "finishedAt": now,
-        "durationSeconds": 2.5,
-        "database": "app",
-        "host": "db.example",
-        "serverVersion": "15.8",
-        "clientVersion": "15.8",
-        "format": "custom",
-        "compression": "zstd",
-        "runnerVersion": "0.1.0",
-    }
-    data.update(overrides)
-    return data
+def dump_summary(prefix: str, ok: bool = True) -> dict[str, Any]:
+    """The runner's own summary (tests/dump_contract.py) of one run of resource `prefix`."""
+    error = None if ok else ConnectionFailed("could not connect to server")
+    started = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    return runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
 
 
 class Namespace:
@@ -152,13 +135,14 @@ class Namespace:
 
     def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
         """Stand in for the kubelet: write the terminated state through pods/status."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC)
         terminated = {
             "exitCode": exit_code,
             "reason": "Completed" if exit_code == 0 else "Error",
             "message": message,
-            "startedAt": now,
-            "finishedAt": now,
+            # a run of a few seconds, as the kubelet reports it (whole seconds)
+            "startedAt": (now - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "finishedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         patch = {
             "status": {

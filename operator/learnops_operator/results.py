@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-# Exit codes of learnops-dump (contracts.md) and what they mean.
+# Exit codes of learnops-dump and their reasons (docs/dump.md, "Exit codes"; the unit contract
+# test tests/unit/test_contract_operator_dump.py holds this table to the runner's).
 REASON_BY_EXIT_CODE = {
     0: "Ok",
     1: "InternalError",

@@ -65,7 +65,8 @@ def test_a_successful_run_reaches_status_events_and_metrics(
     _ready(backup_ns, "nightly")
     backup_ns.kubectl("annotate", "dbb", "nightly", "learnops.io/backup-now=run-1")
     job = wait_for(lambda: backup_ns.items("jobs"), 15, "the Job")[0]["metadata"]["name"]
-    backup_ns.run_job(job, 0, dump_summary(ok=True))
+    summary = dump_summary("nightly")
+    backup_ns.run_job(job, 0, summary)
     st = wait_for(
         lambda: (s := _status(backup_ns, "nightly")).get("lastResult") and s,
         30,
@@ -78,7 +79,7 @@ def test_a_successful_run_reaches_status_events_and_metrics(
     assert success["job"] == job
     assert success["artifact"] == "nightly-20261130T020000Z.dump"
     assert success["sizeBytes"] == 5 * 1024 * 1024
-    assert success["sha256"] == "9f86d081884c7d659a2feaa0c55ad015"
+    assert success["sha256"] == summary["sha256"]
     assert success["durationSeconds"] == 2.5
     assert backup_ns.condition("nightly", "LastBackupSucceeded")["status"] == "True"
     row = backup_ns.kubectl("get", "dbb", "nightly", "--no-headers").split()
@@ -140,7 +141,7 @@ def _fail_once(ns: Namespace, token: str, failures: int) -> None:
         ]
 
     job = wait_for(job_of_token, 15, f"the Job for {token}")[0]
-    ns.run_job(job["metadata"]["name"], 3, dump_summary(ok=False))
+    ns.run_job(job["metadata"]["name"], 3, dump_summary("nightly", ok=False))
     wait_for(
         lambda: _status(ns, "nightly").get("consecutiveFailures") == failures,
         30,
@@ -176,7 +177,8 @@ def test_a_canary_password_never_leaves_its_secret(
     backup_ns.kubectl("annotate", "dbb", "leaky", "learnops.io/backup-now=leak")
     job = wait_for(lambda: backup_ns.items("jobs"), 15, "the Job")[0]["metadata"]["name"]
     # a runner that (wrongly) echoed the URL would still be masked on the way into status
-    summary = dump_summary(ok=False, message=f"auth failed for postgresql://backup:{canary}@db/app")
+    summary = dump_summary("leaky", ok=False)
+    summary["message"] = f"auth failed for postgresql://backup:{canary}@db/app"
     backup_ns.run_job(job, 3, summary)
     wait_for(lambda: _status(backup_ns, "leaky").get("lastFailedBackup"), 30, "the failure")
     # everything the operator writes, plus the pods' specs (the Job controller copies our template)
@@ -211,7 +213,7 @@ def test_no_success_within_two_schedule_intervals_is_reported_as_missed_runs(
     # a fresh success puts it back on schedule
     backup_ns.kubectl("annotate", "dbb", "stale", "learnops.io/backup-now=catch-up")
     job = wait_for(lambda: backup_ns.items("jobs"), 15, "the Job")[0]["metadata"]["name"]
-    backup_ns.run_job(job, 0, dump_summary(ok=True))
+    backup_ns.run_job(job, 0, dump_summary("stale"))
     wait_for(
         lambda: backup_ns.condition("stale", "OnSchedule").get("status") == "True",
         30,
