@@ -31,7 +31,7 @@ class _EventKey(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "event"):
-            record.event = "kopf" if record.name.startswith("kopf") else "log"
+            record.event = "kopf.log" if record.name.startswith("kopf") else "operator.log"
         return True
 
 
@@ -118,7 +118,7 @@ async def _keep_lease(elector: LeaseElector, stop: asyncio.Event, lost: asyncio.
         if await asyncio.to_thread(elector.step):
             renewed = loop.time()
         elif loop.time() - renewed > elector.renew_deadline:
-            log.error("leadership lost", extra={"event": "lease_lost"})
+            log.error("leadership lost", extra={"event": "lease.lost"})
             lost.set()
             stop.set()
             return
@@ -137,7 +137,7 @@ async def run(ctx: Context) -> None:
         ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
     )
     standby = await _standby_liveness(s.liveness_port)
-    log.info("waiting for the lease", extra={"event": "lease_waiting", "identity": s.identity})
+    log.info("waiting for the lease", extra={"event": "lease.waiting", "identity": s.identity})
     try:
         while not stop.is_set() and not await asyncio.to_thread(elector.step):
             with contextlib.suppress(TimeoutError):
@@ -147,7 +147,7 @@ async def run(ctx: Context) -> None:
             await standby.cleanup()
     if stop.is_set():
         return
-    log.info("leading", extra={"event": "lease_acquired", "identity": s.identity})
+    log.info("leading", extra={"event": "lease.acquired", "identity": s.identity})
     lost = asyncio.Event()
     keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
     try:
@@ -173,9 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(settings.metrics_port)
         asyncio.run(run(ctx))
     except OperatorError as exc:
-        log.error(str(exc), extra={"event": "exit", "exit_code": exc.exit_code})
+        log.error(str(exc), extra={"event": "operator.exit", "exit_code": exc.exit_code})
         return exc.exit_code
     except config.ConfigException as exc:
-        log.error(f"no cluster credentials: {exc}", extra={"event": "exit", "exit_code": 2})
+        log.error(
+            f"no cluster credentials: {exc}", extra={"event": "operator.exit", "exit_code": 2}
+        )
         return ConfigError.exit_code
     return 0

@@ -57,7 +57,7 @@ class LeaseElector:
             return self._step()
         except (ApiException, OSError) as exc:
             log.warning(
-                "lease step failed", extra={"event": "lease_error", "error": str(exc)[:200]}
+                "lease step failed", extra={"event": "lease.error", "error": str(exc)[:200]}
             )
             return False
 
@@ -89,7 +89,7 @@ class LeaseElector:
                 return False
             spec["acquireTime"] = now
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-            log.info("taking over the lease", extra={"event": "lease_takeover", "previous": holder})
+            log.info("taking over the lease", extra={"event": "lease.takeover", "previous": holder})
         spec.update(
             holderIdentity=self.identity,
             renewTime=now,
@@ -117,8 +117,8 @@ class LeaseElector:
                 return
             lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
             self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
-            log.info("lease released", extra={"event": "lease_released"})
+            log.info("lease released", extra={"event": "lease.released"})
         except (ApiException, OSError) as exc:
             log.warning(
-                "lease release failed", extra={"event": "lease_error", "error": str(exc)[:200]}
+                "lease release failed", extra={"event": "lease.error", "error": str(exc)[:200]}
             )

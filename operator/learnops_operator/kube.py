@@ -243,7 +243,7 @@ class Kube:
         except (ApiException, OSError) as exc:
             log.warning(
                 "event not posted",
-                extra={"event": "event_post_failed", "reason": reason, "error": str(exc)[:200]},
+                extra={"event": "event.post_failed", "reason": reason, "error": str(exc)[:200]},
             )
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from learnops_operator import __version__
 from learnops_operator.errors import ConfigError
 
-# The learning worker's hard ceiling (issue 4, point 8): lower may be configured, never higher.
+# The learning worker's hard ceiling (docs/runbook.md, "Scaling the worker, and why the cap is 4"):
+# lower may be configured, never higher.
 WORKER_REPLICA_CEILING = 4
 
 
