@@ -15,7 +15,7 @@ from aiohttp import web
 from kopf._core.engines.peering import Identity  # not re-exported by kopf
 from kubernetes import client, config
 
-from learnops_operator import handlers, metrics, sweep
+from learnops_operator import handlers, metrics, preflight, sweep
 from learnops_operator.context import Context
 from learnops_operator.election import LeaseElector
 from learnops_operator.errors import ConfigError, LeadershipLost, OperatorError
@@ -92,12 +92,13 @@ async def _lead(ctx: Context, stop: asyncio.Event) -> None:
 
 
 async def _standby_liveness(port: int) -> web.AppRunner | None:
-    """While following, the process is alive and healthy; kopf's endpoint takes over later."""
+    """Before leading (start-up checks, following), the process is alive: a restart would not
+    help. kopf's own endpoint takes over once it leads."""
     if not port:
         return None
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"role": "follower"})
+        return web.json_response({"role": "follower"})  # not leading (yet); /readyz says more
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -124,41 +125,78 @@ async def _keep_lease(elector: LeaseElector, stop: asyncio.Event, lost: asyncio.
             return
 
 
+PREFLIGHT_RETRY_SECONDS = (2.0, 5.0, 10.0, 30.0)
+"""Waits between start-up checks while something is missing (then every 30 s)."""
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _preflight(ctx: Context, readiness: preflight.Readiness, stop: asyncio.Event) -> None:
+    """Block until the CRD and the RBAC are in place; say what is missing, once."""
+    attempt = 0
+    while not stop.is_set():
+        found = await asyncio.to_thread(preflight.problems, ctx.kube.api, ctx.settings)
+        if not found:
+            return
+        readiness.report(found)
+        await _wait(stop, PREFLIGHT_RETRY_SECONDS[min(attempt, len(PREFLIGHT_RETRY_SECONDS) - 1)])
+        attempt += 1
+
+
 async def run(ctx: Context) -> None:
     s = ctx.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not s.leader_election:
-        await _lead(ctx, stop)
-        return
-    elector = LeaseElector(
-        ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
-    )
+    readiness = preflight.Readiness()
+    await readiness.serve(s.readiness_port)
     standby = await _standby_liveness(s.liveness_port)
-    log.info("waiting for the lease", extra={"event": "lease.waiting", "identity": s.identity})
     try:
+        await _preflight(ctx, readiness, stop)
+        if stop.is_set():
+            return
+        if not s.leader_election:
+            readiness.report([])
+            if standby is not None:
+                await standby.cleanup()
+                standby = None
+            await _lead(ctx, stop)
+            return
+        elector = LeaseElector(
+            ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
+        )
+        log.info("waiting for the lease", extra={"event": "lease.waiting", "identity": s.identity})
         while not stop.is_set() and not await asyncio.to_thread(elector.step):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), elector.retry)
+            # a follower is ready (it stands by); a Lease it cannot even read is a problem
+            problems = [elector.problem] if elector.problem else []
+            readiness.report(problems, logged_elsewhere=True)  # the elector said it once
+            await _wait(stop, elector.retry)
+        if standby is not None:
+            await standby.cleanup()
+            standby = None
+        if stop.is_set():
+            return
+        readiness.report([])
+        log.info("leading", extra={"event": "lease.acquired", "identity": s.identity})
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
+        try:
+            await _lead(ctx, stop)
+        finally:
+            stop.set()
+            await keeper
+            if not lost.is_set():
+                await asyncio.to_thread(elector.release)
+        if lost.is_set():
+            raise LeadershipLost()
     finally:
         if standby is not None:
             await standby.cleanup()
-    if stop.is_set():
-        return
-    log.info("leading", extra={"event": "lease.acquired", "identity": s.identity})
-    lost = asyncio.Event()
-    keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
-    try:
-        await _lead(ctx, stop)
-    finally:
-        stop.set()
-        await keeper
-        if not lost.is_set():
-            await asyncio.to_thread(elector.release)
-    if lost.is_set():
-        raise LeadershipLost()
+        await readiness.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from learnops_operator import builders, ours
 from learnops_operator.context import Context
+from learnops_operator.policy import PodPolicy
 from learnops_operator.reconcile import Desired, desired
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,37 @@ class Repair:
     """A new lastScheduleTime to mirror into status."""
 
 
+def remember_uid(
+    ctx: Context,
+    event_type: str | None,
+    cronjob: Mapping[str, Any],
+    backup: Mapping[str, Any] | None,
+) -> None:
+    """Keep the uid of each CronJob a mirrored resource controls: its Jobs are that resource's
+    scheduled runs (runs.owned)."""
+    meta = cronjob["metadata"]
+    key = (meta["namespace"], meta["name"])
+    if (
+        event_type == "DELETED"
+        or backup is None
+        or meta["name"] != builders.cronjob_name(backup["metadata"]["name"])
+        or not ours.controlled_by(cronjob, backup)
+    ):
+        ctx.cronjobs.pop(key, None)
+    else:
+        ctx.cronjobs[key] = str(meta.get("uid"))
+
+
 def decide(
     backup: Mapping[str, Any] | None,
     event_type: str | None,
     cronjob: Mapping[str, Any],
-    image: str,
+    bounds: PodPolicy,
 ) -> Repair | None:
     """None when the event needs no API call (the common case)."""
     if backup is None or backup["metadata"].get("deletionTimestamp"):
         return None
-    plan = desired(backup, image)
+    plan = desired(backup, bounds)
     if not isinstance(plan, Desired):
         return None
     meta = cronjob["metadata"]

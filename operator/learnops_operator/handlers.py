@@ -41,6 +41,9 @@ def configure(settings: kopf.OperatorSettings, memo: Context, **_: Any) -> None:
     # Events are posted deliberately (one per transition or run), never from log lines.
     settings.posting.enabled = False
     settings.execution.max_workers = memo.settings.worker_threads
+    # One namespace needs no cluster scanning (namespaces, CRDs): its namespaced Roles do not
+    # grant it, and the CRD is checked through discovery before kopf starts (preflight.py).
+    settings.scanning.disabled = memo.settings.namespace is not None
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
 
@@ -74,7 +77,7 @@ async def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_
     mirror.remember(memo, event.get("type"), body)
     if event.get("type") == "DELETED":
         return
-    run = ondemand.decide(body, memo.settings.dump_image)
+    run = ondemand.decide(body, memo.policy)
     if run is not None:
         await asyncio.to_thread(ondemand.start, memo, body, run)
 
@@ -83,7 +86,8 @@ async def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_
 async def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
     key = ours.owner_key(body)
     backup = memo.backups.get(key) if key else None
-    fix = drift.decide(backup, event.get("type"), body, memo.settings.dump_image)
+    drift.remember_uid(memo, event.get("type"), body, backup)
+    fix = drift.decide(backup, event.get("type"), body, memo.policy)
     if fix is None:
         return
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from learnops_operator import builders
 from learnops_operator.context import Context
+from learnops_operator.policy import PodPolicy
 from learnops_operator.reconcile import Desired, desired
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class Run:
     job: dict[str, Any]
 
 
-def decide(body: Mapping[str, Any], image: str) -> Run | None:
+def decide(body: Mapping[str, Any], bounds: PodPolicy) -> Run | None:
     """The Job to create for this DatabaseBackup now, if any."""
     meta = body["metadata"]
     token = (meta.get("annotations") or {}).get(builders.BACKUP_NOW_ANNOTATION)
@@ -35,9 +36,12 @@ def decide(body: Mapping[str, Any], image: str) -> Run | None:
         return None
     if token == (body.get("status") or {}).get("lastOnDemandToken"):
         return None
-    plan = desired(body, image)
+    plan = desired(body, bounds)
     if not isinstance(plan, Desired):
         return None  # Ready=False already says why; nothing sensible to run
+    # the CronJob's own pod template, so both triggers run exactly the same pod
+    template = plan.cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    image = template["spec"]["containers"][0]["image"]
     return Run(str(token), builders.on_demand_job(plan.owner, plan.spec, image, str(token)))
 
 

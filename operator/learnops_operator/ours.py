@@ -60,20 +60,22 @@ def owner_key(obj: Mapping[str, Any]) -> Key | None:
     return str(namespace), str(name)
 
 
-def controller_uid(obj: Mapping[str, Any]) -> str | None:
-    """The uid of the DatabaseBackup that controls `obj`, per its owner references."""
+def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference marked controller (at most one exists), if any."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if (
-            ref.get("controller")
-            and ref.get("kind") == KIND
-            and ref.get("apiVersion") == API_VERSION
-        ):
-            uid = ref.get("uid")
-            return str(uid) if uid else None
+        if ref.get("controller"):
+            return dict(ref)
     return None
 
 
 def controlled_by(obj: Mapping[str, Any], backup: Mapping[str, Any]) -> bool:
     """True only if `backup` (by uid) is the controller of `obj`, not merely named by a label."""
     uid = (backup.get("metadata") or {}).get("uid")
-    return bool(uid) and controller_uid(obj) == str(uid)
+    ref = controller_of(obj)
+    return bool(
+        uid
+        and ref is not None
+        and ref.get("kind") == KIND
+        and ref.get("apiVersion") == API_VERSION
+        and ref.get("uid") == uid
+    )

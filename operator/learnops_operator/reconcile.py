@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from learnops_operator import builders, status
+from learnops_operator import builders, policy, status
 from learnops_operator.announce import announce_transition
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
@@ -47,13 +47,16 @@ class Invalid:
     reason: str = "InvalidSpec"
 
 
-def desired(body: Mapping[str, Any], image: str) -> Desired | Invalid:
+def desired(body: Mapping[str, Any], bounds: policy.PodPolicy) -> Desired | Invalid:
     """The pure decision for one DatabaseBackup, without any API call."""
     owner = Owner.from_body(body)
     try:
         spec = parse(body.get("spec") or {})
     except InvalidSpec as exc:
         return Invalid(owner, str(exc))
+    image = policy.check(spec, bounds)
+    if isinstance(image, policy.Refusal):
+        return Invalid(owner, image.message, image.reason)
     return Desired(owner, spec, builders.cronjob(owner, spec, image))
 
 
@@ -69,10 +72,10 @@ def _not_ready(ctx: Context, body: Mapping[str, Any], owner: Owner, reason: str,
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
     """Create or repair the CronJob, then report Ready. Raises InvalidSpec / MissingReference."""
-    plan = desired(body, ctx.settings.dump_image)
+    plan = desired(body, ctx.policy)
     if isinstance(plan, Invalid):
         _not_ready(ctx, body, plan.owner, plan.reason, plan.why)
-        raise InvalidSpec(plan.why)
+        raise InvalidSpec(plan.why)  # permanent until the spec (or the operator's policy) changes
     owner, spec = plan.owner, plan.spec
     try:
         ctx.kube.apply(plan.cronjob)

@@ -18,6 +18,7 @@ from learnops_operator import builders, metrics, ours, results, status
 from learnops_operator.context import Context, Key
 
 log = logging.getLogger(__name__)
+WARNED_LIMIT = 10_000
 
 
 def _now() -> datetime:
@@ -30,6 +31,25 @@ class Finished:
 
     key: Key
     job: str
+
+
+def _refused(ctx: Context, job: Mapping[str, Any], backup: Mapping[str, Any], why: str) -> None:
+    """The termination message broke the schema: say so; the exit code decides the result."""
+    uid = f"refused/{job['metadata'].get('uid') or job['metadata']['name']}"
+    if uid in ctx.warned:
+        return
+    ctx.warned.add(uid)
+    ctx.kube.post_event(
+        backup,
+        "Warning",
+        "TerminationMessageRejected",
+        f"Job {job['metadata']['name']}: the dump's termination message was refused ({why}); "
+        "its result is taken from the exit code",
+    )
+    log.warning(
+        "termination message refused",
+        extra={"event": "run.refused", "job": job["metadata"]["name"], "why": why},
+    )
 
 
 def decide(job: Mapping[str, Any], backup: Mapping[str, Any] | None) -> Finished | None:
@@ -47,25 +67,78 @@ def decide(job: Mapping[str, Any], backup: Mapping[str, Any] | None) -> Finished
     return Finished(key, name)
 
 
+def owned(job: Mapping[str, Any], backup: Mapping[str, Any], cronjob_uid: str | None) -> bool:
+    """A run counts only if the resource controls its Job: directly (on demand) or through
+    the resource's own CronJob (scheduled). Labels can be copied; owner uids cannot."""
+    if ours.controlled_by(job, backup):
+        return True
+    controller = ours.controller_of(job)
+    return bool(
+        cronjob_uid
+        and controller is not None
+        and controller.get("kind") == "CronJob"
+        and controller.get("uid") == cronjob_uid
+    )
+
+
+def _cronjob_uid(ctx: Context, backup: Mapping[str, Any]) -> str | None:
+    """The uid of the CronJob this resource controls: from the watch, else one read."""
+    meta = backup["metadata"]
+    key = (meta["namespace"], builders.cronjob_name(meta["name"]))
+    if key in ctx.cronjobs:
+        return ctx.cronjobs[key]
+    live = ctx.kube.get_cronjob(*key)
+    if live is None or not ours.controlled_by(live, backup):
+        return None
+    return str(live["metadata"]["uid"])
+
+
+def _foreign(ctx: Context, job: Mapping[str, Any], backup: Mapping[str, Any]) -> None:
+    """One Warning per Job that carries this resource's labels without being its run."""
+    uid = str(job["metadata"].get("uid") or job["metadata"]["name"])
+    if uid in ctx.warned:
+        return
+    if len(ctx.warned) > WARNED_LIMIT:
+        ctx.warned.clear()  # a repeat Warning after 10,000 look-alikes is acceptable
+    ctx.warned.add(uid)
+    name = job["metadata"]["name"]
+    ctx.kube.post_event(
+        backup,
+        "Warning",
+        "ForeignJobIgnored",
+        f"Job {name} carries this resource's labels but is not controlled by it or by its "
+        "CronJob; its result is ignored",
+    )
+    log.warning(
+        "foreign job ignored",
+        extra={"event": "run.ignored", "namespace": job["metadata"]["namespace"], "job": name},
+    )
+
+
 def record(ctx: Context, job: Mapping[str, Any], run: Finished) -> None:
-    """Read the run's pods, fold the result into status, announce it once."""
+    """Check the run is ours, read its pods, fold the result into status, announce it once."""
     namespace = run.key[0]
+    backup = ctx.backups.get(run.key) or ctx.kube.get_backup(*run.key)
+    if backup is None:
+        return
+    if not owned(job, backup, _cronjob_uid(ctx, backup)):
+        _foreign(ctx, job, backup)
+        return
     pods = ctx.kube.job_pods(namespace, run.job)
     result = results.from_job(job, pods, builders.CONTAINER_NAME, _now())
     if result is None:
         return
+    if result.rejected is not None:
+        _refused(ctx, job, backup, result.rejected)
     written = ctx.kube.update_status(
         *run.key,
         lambda st, b: (
             status.record(st, result, int(b["metadata"].get("generation") or 0), _now())
-            if status.should_record(st, result)
+            if status.should_record(st, result, _now())
             else None
         ),
     )
     if written is None:
-        return
-    backup = ctx.backups.get(run.key) or ctx.kube.get_backup(*run.key)
-    if backup is None:
         return
     if result.succeeded:
         size = f", {status.human_size(result.size_bytes)}" if result.size_bytes is not None else ""

@@ -143,7 +143,7 @@ def catch_up(ctx: Context, now: datetime) -> None:
 def retry_on_demand(ctx: Context, now: datetime) -> None:
     """A token whose Job creation failed earlier (the watch event will not come again)."""
     for body in list(ctx.backups.values()):
-        run = ondemand.decide(body, ctx.settings.dump_image)
+        run = ondemand.decide(body, ctx.policy)
         if run is not None:
             ondemand.start(ctx, body, run)
 

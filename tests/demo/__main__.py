@@ -176,6 +176,7 @@ def start_operator(stack: contextlib.ExitStack, kube: KubeCluster, work: Path) -
         **pod.env,
         "KUBECONFIG": str(kubeconfig),
         "LEARNOPS_LIVENESS_PORT": str(free_port()),
+        "LEARNOPS_READINESS_PORT": str(free_port()),
         "LEARNOPS_METRICS_PORT": str(free_port()),
         "LEARNOPS_PLAIN_LOGS": "true",
     }

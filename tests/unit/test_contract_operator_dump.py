@@ -93,7 +93,8 @@ def _parse(message: str, exit_code: int) -> results.RunResult:
         "startedAt": "2026-11-30T02:00:00Z",
         "finishedAt": "2026-11-30T02:00:09Z",
     }
-    return results.from_termination("nightly-1", terminated, datetime(2026, 11, 30, 3, tzinfo=UTC))
+    now = datetime(2026, 11, 30, 3, tzinfo=UTC)
+    return results.from_termination("nightly-1", terminated, now, prefix="nightly", now=now)
 
 
 def test_a_successful_runners_message_is_a_recorded_success() -> None:

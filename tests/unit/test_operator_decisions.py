@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from learnops_operator import drift, ondemand, ours, reconcile, runs
+from learnops_operator.policy import PodPolicy
 
-IMAGE = "registry.example/learnops/dump:1.2.3"
+IMAGE = PodPolicy(default_image="registry.example/learnops/dump:1.2.3")
 
 
 def _backup(**status: Any) -> dict[str, Any]:
