@@ -68,11 +68,19 @@ async def _sweep_loop(ctx: Context, stop: asyncio.Event) -> None:
             await asyncio.to_thread(sweep.sweep, ctx)
 
 
-async def _lead(ctx: Context, stop: asyncio.Event) -> None:
+async def _lead(ctx: Context, stop: asyncio.Event, readiness: preflight.Readiness) -> None:
     s = ctx.settings
     sweeper = asyncio.create_task(_sweep_loop(ctx, stop))
+    started = asyncio.Event()  # kopf raises it after its start-up, as its watchers begin
+
+    async def report_ready() -> None:
+        await started.wait()
+        readiness.report([])
+
+    announcer = asyncio.create_task(report_ready())
     try:
         await kopf.operator(
+            ready_flag=started,
             clusterwide=s.namespace is None,
             namespaces=[s.namespace] if s.namespace else (),
             standalone=True,  # the Lease decides who runs; no kopf peering objects needed
@@ -86,9 +94,10 @@ async def _lead(ctx: Context, stop: asyncio.Event) -> None:
         )
     finally:
         stop.set()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, announcer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _standby_liveness(port: int) -> web.AppRunner | None:
@@ -160,11 +169,10 @@ async def run(ctx: Context) -> None:
         if stop.is_set():
             return
         if not s.leader_election:
-            readiness.report([])
             if standby is not None:
                 await standby.cleanup()
                 standby = None
-            await _lead(ctx, stop)
+            await _lead(ctx, stop, readiness)
             return
         elector = LeaseElector(
             ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
@@ -180,12 +188,11 @@ async def run(ctx: Context) -> None:
             standby = None
         if stop.is_set():
             return
-        readiness.report([])
         log.info("leading", extra={"event": "lease.acquired", "identity": s.identity})
         lost = asyncio.Event()
         keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
         try:
-            await _lead(ctx, stop)
+            await _lead(ctx, stop, readiness)
         finally:
             stop.set()
             await keeper

@@ -134,6 +134,8 @@ def test_500_backups_reconcile_next_to_500_direct_cronjobs(
 
     # the production sweep interval, not the tests' 1 s
     op = operators.start("--sweep-interval=30")
+    # the clock starts once kopf is watching (/readyz), as it did when liveness meant that
+    wait_for(lambda: op.readyz()[0] == 200, 120, "the operator ready", every=0.2)
     watcher = _CronJobWatch(api, namespace)
     watcher.start()
     created: dict[str, float] = {}
