@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from learnops_dump.artifacts import extension, stem_for
 from learnops_dump.errors import RunnerError
 from learnops_dump.report import Report
+from learnops_dump.settings import DumpFormat
 from learnops_operator import builders
 from learnops_operator.spec import BackupSpec, Owner
 
@@ -65,11 +67,15 @@ def runner_summary(
         compression="zstd:3",
         credential_source="PGPASSFILE",
         finished=begin + timedelta(seconds=2.5),
+        elapsed=2.5,
         server_version="15.8",
         client_version="15.8",
     )
     if error is None:
-        report.artifact = f"{prefix}-{begin:%Y%m%dT%H%M%SZ}.dump"
+        # the runner's own naming (learnops_dump.artifacts), not a copy of it
+        report.artifact = stem_for(prefix, begin, 0) + extension(
+            DumpFormat.CUSTOM, "zstd", external=False
+        )
         report.size = len(payload)
         report.sha256 = hashlib.sha256(payload).hexdigest()
     else:

@@ -146,3 +146,18 @@ def test_a_longest_possible_message_still_parses() -> None:
     result = _parse(text, dump_errors.DumpFailed.exit_code)
     assert result.reason == "DumpError"
     assert result.message == results.bounded(json.loads(text)["message"])
+
+
+def test_whatever_the_runner_reports_passes_the_operators_strict_schema() -> None:
+    """Hostile text inside a run (an error, a host name) is cleaned by the runner, so the
+    operator never has to refuse a real runner's message."""
+    nasty = "bad \x1b[31mthing\u202e\u2028" + "ü" * 3000
+    for summary, code in (
+        (runner_summary("nightly", error=dump_errors.DumpFailed(nasty)), 4),
+        (runner_summary("nightly", host="h" * 600, database="d\x00b" * 200), 0),
+    ):
+        terminated = {"exitCode": code, "message": termination_message(summary)}
+        now = datetime(2026, 11, 30, 3, tzinfo=UTC)
+        result = results.from_termination("nightly-1", terminated, now, prefix="nightly", now=now)
+        assert result.rejected is None, result.rejected
+        assert result.exit_code == code
