@@ -54,11 +54,14 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def dump_summary(prefix: str, ok: bool = True) -> dict[str, Any]:
-    """The runner's own summary (tests/dump_contract.py) of one run of resource `prefix`."""
+def dump_summary(prefix: str, ok: bool = True, **keys: Any) -> dict[str, Any]:
+    """The runner's own summary (tests/dump_contract.py) of one run of resource `prefix`;
+    `keys` replace top-level keys afterwards (e.g. a multi-database run's lines)."""
     error = None if ok else ConnectionFailed("could not connect to server")
     started = datetime(2026, 11, 30, 2, tzinfo=UTC)
-    return runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
+    summary = runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
+    summary.update(keys)
+    return summary
 
 
 class Namespace:

@@ -116,7 +116,7 @@ def test_each_database_and_the_globals_get_their_own_status_entry(
     ]  # fmt: skip
     globals_ = {"status": "ok", "artifact": "multi-20261130T020000Z.globals.sql",
                 "sizeBytes": 7, "sha256": sha, "rolePasswords": False}  # fmt: skip
-    summary = dump_summary(ok=True, artifact=None, sha256=None, databases=lines, globals=globals_)
+    summary = dump_summary("multi", artifact=None, sha256=None, databases=lines, globals=globals_)
     backup_ns.run_job(job["metadata"]["name"], 0, summary)
     st = wait_for(
         lambda: (s := _status(backup_ns, "multi")).get("lastResult") and s, 30, "the result"

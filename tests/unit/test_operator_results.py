@@ -205,7 +205,9 @@ def test_per_database_lines_and_globals_are_validated_before_they_reach_status()
     globals_ = {"status": "ok", "artifact": "n-20261130T020000Z.globals.sql", "sha256": sha,
                 "rolePasswords": False, "password": "never"}  # fmt: skip
     summary = _summary(artifact=None, sha256=None, databases=lines, globals=globals_)
-    result = results.from_termination("job-1", _terminated(json.dumps(summary)), NOW)
+    result = results.from_termination(
+        "job-1", _terminated(json.dumps(summary)), NOW, prefix="nightly", now=NOW
+    )
     assert result.succeeded
     assert [d["database"] for d in result.databases] == ["app", "bad", "evil"]
     assert result.databases[0]["sha256"] == sha
