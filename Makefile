@@ -19,10 +19,11 @@ help: ## list targets
 deps: ## install every prerequisite (apt, uv + Python deps, Go-built Kubernetes, helm, kind, base image)
 	tests/harness/install-deps.sh
 
-lint: ## ruff + mypy --strict
+lint: ## ruff + mypy --strict + the import contract (deployables never import each other)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy tests operator images/dump images/learning-worker
+	$(UV) run --frozen lint-imports
 
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=tests/e2e`.
 PYTEST_ARGS ?=

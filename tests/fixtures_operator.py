@@ -11,13 +11,17 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from learnops_dump.errors import ConnectionFailed
 
+from tests.dump_contract import runner_summary
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
@@ -50,6 +54,16 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": body,
     }
+
+
+def dump_summary(prefix: str, ok: bool = True, **keys: Any) -> dict[str, Any]:
+    """The runner's own summary (tests/dump_contract.py) of one run of resource `prefix`;
+    `keys` replace top-level keys afterwards (e.g. a multi-database run's lines)."""
+    error = None if ok else ConnectionFailed("could not connect to server")
+    started = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    summary = runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
+    summary.update(keys)
+    return summary
 
 
 class Namespace:
@@ -142,6 +156,54 @@ class Namespace:
             input=f"db.example:5432:app:backup:{password}\n",
         )
 
+    def job_pod(self, job: str, timeout: float = 20) -> dict[str, Any]:
+        """The Job controller creates the pod even without a kubelet; it stays Pending."""
+        pods: list[dict[str, Any]] = wait_for(
+            lambda: [
+                p
+                for p in self.items("pods", f"job-name={job}")
+                if p["status"].get("phase") == "Pending"
+            ],
+            timeout,
+            f"a pending pod of job {job}",
+        )
+        return pods[0]
+
+    def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
+        """Stand in for the kubelet: write the terminated state through pods/status."""
+        now = datetime.now(UTC)
+        terminated = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "message": message,
+            # a run of a few seconds, as the kubelet reports it (whole seconds)
+            "startedAt": (now - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "finishedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        patch = {
+            "status": {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "dump",
+                        "image": "learnops/dump",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "started": False,
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
+        }
+        self.kubectl(
+            "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+        )
+
+    def run_job(self, job: str, exit_code: int, summary: dict[str, Any]) -> None:
+        pod = self.job_pod(job)
+        self.finish_pod(pod["metadata"]["name"], exit_code, json.dumps(summary))
+
 
 class OperatorProcess:
     """One `python -m learnops_operator` subprocess with its own ports and log file."""
@@ -149,16 +211,19 @@ class OperatorProcess:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self.liveness_port = free_port()
+        self.readiness_port = free_port()
         self.metrics_port = free_port()
         argv = [
             *argv,
             f"--liveness-port={self.liveness_port}",
+            f"--readiness-port={self.readiness_port}",
             f"--metrics-port={self.metrics_port}",
         ]
         with log.open("w") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def wait_live(self, timeout: float = 30) -> None:
+    def wait_live(self, timeout: float = 90) -> None:
+        # generous: on a loaded 2-core machine importing kopf alone took 12 s
         wait_port(self.liveness_port, timeout)
 
     def healthz(self) -> dict[str, Any]:
@@ -166,6 +231,15 @@ class OperatorProcess:
         with urllib.request.urlopen(url, timeout=2) as resp:
             data: dict[str, Any] = json.loads(resp.read() or b"{}")
             return data
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        """/readyz's status code and body (503 carries the problems)."""
+        url = f"http://127.0.0.1:{self.readiness_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -202,6 +276,7 @@ class Operators:
         leader_election: bool = False,
         identity: str | None = None,
         wait: bool = True,
+        kubeconfig: Path | None = None,
     ) -> OperatorProcess:
         argv = [
             sys.executable,
@@ -219,7 +294,7 @@ class Operators:
         ident = identity or f"op-{len(self.started)}"
         argv.append(f"--identity={ident}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNOPS_")}
-        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["KUBECONFIG"] = str(kubeconfig or self.kubeconfig)
         process = OperatorProcess(argv, env, self.workdir / f"{ident}.log")
         self.started.append(process)
         if wait:

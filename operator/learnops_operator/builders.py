@@ -11,10 +11,9 @@ import hashlib
 import json
 from typing import Any
 
-from learnops_operator.spec import API_VERSION, KIND, BackupSpec, Owner
+from learnops_operator.ours import labels, owner_reference
+from learnops_operator.spec import URL_KEYS, BackupSpec, Owner
 
-MANAGED_BY = "learnops-operator"
-COMPONENT_BACKUP = "backup"
 TRIGGER_LABEL = "learnops.io/trigger"
 TOKEN_ANNOTATION = "learnops.io/backup-now-token"  # noqa: S105 (a name, not a secret)
 BACKUP_NOW_ANNOTATION = "learnops.io/backup-now"
@@ -32,23 +31,11 @@ STORAGE_ROOT = "/backup"
 TERMINATION_LOG = "/dev/termination-log"
 # The pod's own emptyDir, not a shared host /tmp.
 TMP_DIR = "/tmp"  # noqa: S108
-URL_KEYS = ("SESSION_DATABASE_URL", "BACKUP_DATABASE_URL", "DATABASE_URL")
 # Exit codes that a retry cannot fix: configuration (2), verification (7), version mismatch (8).
 NON_RETRYABLE_EXIT_CODES = (2, 7, 8)
 # Secret files are root-owned; group-read lets the runner (fsGroup) copy them to a 0600 file.
 SECRET_FILE_MODE = 0o440
 TMP_SIZE_LIMIT = "64Mi"
-
-
-def labels(owner_name: str, component: str = COMPONENT_BACKUP) -> dict[str, str]:
-    """The app.kubernetes.io labels from the contract; also the selector for our children."""
-    return {
-        "app.kubernetes.io/name": "learnops",
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/instance": owner_name,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "learnops",
-    }
 
 
 def cronjob_name(owner_name: str) -> str:
@@ -59,17 +46,6 @@ def on_demand_job_name(owner_name: str, token: str) -> str:
     """Deterministic per token, so a repeat (restart, second replica) hits AlreadyExists."""
     digest = hashlib.sha256(token.encode()).hexdigest()[:10]
     return f"{owner_name}-now-{digest}"
-
-
-def owner_reference(owner: Owner) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
@@ -85,7 +61,8 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
             ("PGPASSFILE", f"{SECRET_DIR}/{db.pgpass_key}"),
         ]
     else:
-        items += [(f"{key}_FILE", f"{SECRET_DIR}/{key}") for key in URL_KEYS]
+        keys = (db.url_key,) if db.url_key else URL_KEYS
+        items += [(f"{key}_FILE", f"{SECRET_DIR}/{key}") for key in keys]
     items.append(("PGSSLMODE", db.ssl_mode))
     items += _storage_env(spec)
     items += [
@@ -192,19 +169,28 @@ def _storage_volumes(spec: BackupSpec) -> tuple[list[dict[str, Any]], list[dict[
 def _secret_volume(spec: BackupSpec) -> dict[str, Any]:
     db = spec.database
     secret: dict[str, Any] = {"secretName": db.secret_name, "defaultMode": SECRET_FILE_MODE}
+    # Only the credential keys: other keys of a shared Secret stay out of the pod.
     if db.pgpass_secret is not None:
-        # Only the pgpass key: other keys of a shared Secret stay out of the pod.
         secret["items"] = [{"key": db.pgpass_key, "path": db.pgpass_key}]
+    elif db.url_key:
+        secret["items"] = [{"key": db.url_key, "path": db.url_key}]
+    else:
+        # Any of the three URL keys may be present; the kubelet skips absent items only when
+        # the volume is optional, and then a missing Secret surfaces as the runner's
+        # ConfigError ("no connection") instead of a FailedMount.
+        secret["items"] = [{"key": key, "path": key} for key in URL_KEYS]
+        secret["optional"] = True
     return {"name": "db-credentials", "secret": secret}
 
 
-def pod_template(
-    owner: Owner, spec: BackupSpec, default_image: str, trigger: str
-) -> dict[str, Any]:
+def pod_template(owner: Owner, spec: BackupSpec, image: str, trigger: str) -> dict[str, Any]:
+    """The backup pod. Every security-relevant field is ours; from the spec come only the
+    scheduling fields and annotations that policy.check has bounded, and `image`, which
+    policy.image_for has resolved (the operator's default or an allow-listed one)."""
     storage_volumes, storage_mounts = _storage_volumes(spec)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
-        "image": spec.image or default_image,
+        "image": image,
         "imagePullPolicy": spec.image_pull_policy,
         "args": ["run"],
         "env": env(owner, spec),
@@ -225,12 +211,20 @@ def pod_template(
             "runAsGroup": RUNNER_UID,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
+            "privileged": False,
         },
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # Set explicitly, not left out: server-side apply then owns them, so an edit of the
+        # CronJob that hands the pod another account or the host's namespaces is reverted.
+        "serviceAccountName": "default",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "hostNetwork": False,
+        "hostPID": False,
+        "hostIPC": False,
+        "shareProcessNamespace": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNNER_UID,
@@ -247,8 +241,8 @@ def pod_template(
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": TMP_SIZE_LIMIT}},
         ],
     }
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
@@ -264,7 +258,7 @@ def pod_template(
     return {"metadata": metadata, "spec": pod_spec}
 
 
-def job_spec(owner: Owner, spec: BackupSpec, default_image: str, trigger: str) -> dict[str, Any]:
+def job_spec(owner: Owner, spec: BackupSpec, image: str, trigger: str) -> dict[str, Any]:
     return {
         "activeDeadlineSeconds": spec.timeout_seconds,
         "backoffLimit": spec.backoff_limit,
@@ -283,11 +277,11 @@ def job_spec(owner: Owner, spec: BackupSpec, default_image: str, trigger: str) -
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]
         },
-        "template": pod_template(owner, spec, default_image, trigger),
+        "template": pod_template(owner, spec, image, trigger),
     }
 
 
-def cronjob(owner: Owner, spec: BackupSpec, default_image: str) -> dict[str, Any]:
+def cronjob(owner: Owner, spec: BackupSpec, image: str) -> dict[str, Any]:
     """The one CronJob a DatabaseBackup owns."""
     return {
         "apiVersion": "batch/v1",
@@ -308,13 +302,13 @@ def cronjob(owner: Owner, spec: BackupSpec, default_image: str) -> dict[str, Any
             "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
             "jobTemplate": {
                 "metadata": {"labels": {**labels(owner.name), TRIGGER_LABEL: "scheduled"}},
-                "spec": job_spec(owner, spec, default_image, "scheduled"),
+                "spec": job_spec(owner, spec, image, "scheduled"),
             },
         },
     }
 
 
-def on_demand_job(owner: Owner, spec: BackupSpec, default_image: str, token: str) -> dict[str, Any]:
+def on_demand_job(owner: Owner, spec: BackupSpec, image: str, token: str) -> dict[str, Any]:
     """One Job per backup-now token, built from the same template as the CronJob's."""
     return {
         "apiVersion": "batch/v1",
@@ -326,7 +320,7 @@ def on_demand_job(owner: Owner, spec: BackupSpec, default_image: str, token: str
             "annotations": {TOKEN_ANNOTATION: token},
             "ownerReferences": [owner_reference(owner)],
         },
-        "spec": job_spec(owner, spec, default_image, "on-demand"),
+        "spec": job_spec(owner, spec, image, "on-demand"),
     }
 
 
@@ -334,8 +328,11 @@ def matches(desired: Any, actual: Any) -> bool:
     """True if every field we set has our value in `actual` (the API adds defaults around them).
 
     Lists must match element-wise and in length, so an added or removed env var counts as drift.
-    Scalars compare as strings too: the API may echo 1 as "1".
+    Scalars compare as strings too: the API may echo 1 as "1". A false, zero or empty value we
+    set may come back absent (the API omits zero values of plain fields, e.g. hostNetwork).
     """
+    if actual is None and desired in (False, 0, "", [], {}):
+        return True
     if isinstance(desired, dict):
         return isinstance(actual, dict) and all(
             matches(value, actual.get(key)) for key, value in desired.items()

@@ -1,4 +1,4 @@
-"""The learning worker's replica ceiling (issue 4, point 8).
+"""The learning worker's replica ceiling (docs/runbook.md, "Scaling the worker").
 
 Each worker holds database connections and calls a shared AI backend; more than the ceiling
 overloads both. The worker clamps its in-process concurrency; the operator clamps the replica
@@ -66,7 +66,7 @@ def deployment_changed(ctx: Context, event_type: str | None, body: Mapping[str, 
         log.warning(
             "worker replicas clamped",
             extra={
-                "event": "replicas_clamped",
+                "event": "clamp.deployment_scaled",
                 "namespace": key[0],
                 "resource": key[1],
                 "requested": wanted,
@@ -103,7 +103,7 @@ def hpa_changed(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -
     log.warning(
         "worker hpa clamped",
         extra={
-            "event": "hpa_clamped",
+            "event": "clamp.hpa_patched",
             "namespace": meta["namespace"],
             "resource": meta["name"],
             "patch": patch,

@@ -15,7 +15,7 @@ from aiohttp import web
 from kopf._core.engines.peering import Identity  # not re-exported by kopf
 from kubernetes import client, config
 
-from learnops_operator import handlers, metrics, sweep
+from learnops_operator import handlers, metrics, preflight, sweep
 from learnops_operator.context import Context
 from learnops_operator.election import LeaseElector
 from learnops_operator.errors import ConfigError, LeadershipLost, OperatorError
@@ -31,7 +31,7 @@ class _EventKey(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "event"):
-            record.event = "kopf" if record.name.startswith("kopf") else "log"
+            record.event = "kopf.log" if record.name.startswith("kopf") else "operator.log"
         return True
 
 
@@ -68,11 +68,19 @@ async def _sweep_loop(ctx: Context, stop: asyncio.Event) -> None:
             await asyncio.to_thread(sweep.sweep, ctx)
 
 
-async def _lead(ctx: Context, stop: asyncio.Event) -> None:
+async def _lead(ctx: Context, stop: asyncio.Event, readiness: preflight.Readiness) -> None:
     s = ctx.settings
     sweeper = asyncio.create_task(_sweep_loop(ctx, stop))
+    started = asyncio.Event()  # kopf raises it after its start-up, as its watchers begin
+
+    async def report_ready() -> None:
+        await started.wait()
+        readiness.report([])
+
+    announcer = asyncio.create_task(report_ready())
     try:
         await kopf.operator(
+            ready_flag=started,
             clusterwide=s.namespace is None,
             namespaces=[s.namespace] if s.namespace else (),
             standalone=True,  # the Lease decides who runs; no kopf peering objects needed
@@ -86,18 +94,20 @@ async def _lead(ctx: Context, stop: asyncio.Event) -> None:
         )
     finally:
         stop.set()
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, announcer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _standby_liveness(port: int) -> web.AppRunner | None:
-    """While following, the process is alive and healthy; kopf's endpoint takes over later."""
+    """Before leading (start-up checks, following), the process is alive: a restart would not
+    help. kopf's own endpoint takes over once it leads."""
     if not port:
         return None
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"role": "follower"})
+        return web.json_response({"role": "follower"})  # not leading (yet); /readyz says more
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -118,10 +128,31 @@ async def _keep_lease(elector: LeaseElector, stop: asyncio.Event, lost: asyncio.
         if await asyncio.to_thread(elector.step):
             renewed = loop.time()
         elif loop.time() - renewed > elector.renew_deadline:
-            log.error("leadership lost", extra={"event": "lease_lost"})
+            log.error("leadership lost", extra={"event": "lease.lost"})
             lost.set()
             stop.set()
             return
+
+
+PREFLIGHT_RETRY_SECONDS = (2.0, 5.0, 10.0, 30.0)
+"""Waits between start-up checks while something is missing (then every 30 s)."""
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _preflight(ctx: Context, readiness: preflight.Readiness, stop: asyncio.Event) -> None:
+    """Block until the CRD and the RBAC are in place; say what is missing, once."""
+    attempt = 0
+    while not stop.is_set():
+        found = await asyncio.to_thread(preflight.problems, ctx.kube.api, ctx.settings)
+        if not found:
+            return
+        readiness.report(found)
+        await _wait(stop, PREFLIGHT_RETRY_SECONDS[min(attempt, len(PREFLIGHT_RETRY_SECONDS) - 1)])
+        attempt += 1
 
 
 async def run(ctx: Context) -> None:
@@ -130,35 +161,49 @@ async def run(ctx: Context) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not s.leader_election:
-        await _lead(ctx, stop)
-        return
-    elector = LeaseElector(
-        ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
-    )
+    readiness = preflight.Readiness()
+    await readiness.serve(s.readiness_port)
     standby = await _standby_liveness(s.liveness_port)
-    log.info("waiting for the lease", extra={"event": "lease_waiting", "identity": s.identity})
     try:
+        await _preflight(ctx, readiness, stop)
+        if stop.is_set():
+            return
+        if not s.leader_election:
+            if standby is not None:
+                await standby.cleanup()
+                standby = None
+            await _lead(ctx, stop, readiness)
+            return
+        elector = LeaseElector(
+            ctx.kube.api, s.lease_namespace, s.lease_name, s.identity, s.lease_duration_seconds
+        )
+        log.info("waiting for the lease", extra={"event": "lease.waiting", "identity": s.identity})
         while not stop.is_set() and not await asyncio.to_thread(elector.step):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), elector.retry)
+            # a follower is ready (it stands by); a Lease it cannot even read is a problem
+            problems = [elector.problem] if elector.problem else []
+            readiness.report(problems, logged_elsewhere=True)  # the elector said it once
+            await _wait(stop, elector.retry)
+        if standby is not None:
+            await standby.cleanup()
+            standby = None
+        if stop.is_set():
+            return
+        log.info("leading", extra={"event": "lease.acquired", "identity": s.identity})
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
+        try:
+            await _lead(ctx, stop, readiness)
+        finally:
+            stop.set()
+            await keeper
+            if not lost.is_set():
+                await asyncio.to_thread(elector.release)
+        if lost.is_set():
+            raise LeadershipLost()
     finally:
         if standby is not None:
             await standby.cleanup()
-    if stop.is_set():
-        return
-    log.info("leading", extra={"event": "lease_acquired", "identity": s.identity})
-    lost = asyncio.Event()
-    keeper = asyncio.create_task(_keep_lease(elector, stop, lost))
-    try:
-        await _lead(ctx, stop)
-    finally:
-        stop.set()
-        await keeper
-        if not lost.is_set():
-            await asyncio.to_thread(elector.release)
-    if lost.is_set():
-        raise LeadershipLost()
+        await readiness.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,9 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics.serve(settings.metrics_port)
         asyncio.run(run(ctx))
     except OperatorError as exc:
-        log.error(str(exc), extra={"event": "exit", "exit_code": exc.exit_code})
+        log.error(str(exc), extra={"event": "operator.exit", "exit_code": exc.exit_code})
         return exc.exit_code
     except config.ConfigException as exc:
-        log.error(f"no cluster credentials: {exc}", extra={"event": "exit", "exit_code": 2})
+        log.error(
+            f"no cluster credentials: {exc}", extra={"event": "operator.exit", "exit_code": 2}
+        )
         return ConfigError.exit_code
     return 0

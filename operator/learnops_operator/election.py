@@ -37,6 +37,7 @@ class LeaseElector:
         self.retry = max(0.5, duration / 5)
         self.renew_deadline = duration * 2 / 3
         self._observed: tuple[Any, ...] | None = None
+        self.problem: str | None = None
         self._observed_at = time.monotonic()
 
     def _read(self) -> dict[str, Any] | None:
@@ -52,14 +53,48 @@ class LeaseElector:
         return data
 
     def step(self) -> bool:
-        """Acquire or renew once; True if we hold the Lease afterwards."""
+        """Acquire or renew once; True if we hold the Lease afterwards.
+
+        A failure sets `problem` (one readable sentence, for /readyz) and is logged once per
+        distinct problem, not on every retry.
+        """
         try:
-            return self._step()
-        except (ApiException, OSError) as exc:
-            log.warning(
-                "lease step failed", extra={"event": "lease_error", "error": str(exc)[:200]}
-            )
+            held = self._step()
+        except ApiException as exc:
+            self._trouble(self._explain(exc))
             return False
+        except OSError as exc:
+            self._trouble(f"the API server cannot be reached ({type(exc).__name__})")
+            return False
+        if self.problem is not None:
+            log.info("lease reachable again", extra={"event": "lease.recovered"})
+        self.problem = None
+        return held
+
+    def _explain(self, exc: ApiException) -> str:
+        where = f"Lease {self.namespace}/{self.name}"
+        try:
+            details = json.loads(exc.body or "{}")
+        except ValueError:
+            details = {}
+        kind = str((details.get("details") or {}).get("kind") or "")
+        if exc.status == 404 and kind == "namespaces":
+            return (
+                f"the Lease namespace {self.namespace!r} does not exist: create it, or point "
+                "--lease-namespace (POD_NAMESPACE in a pod) at the operator's namespace"
+            )
+        if exc.status == 403:
+            return (
+                f"RBAC: the operator's ServiceAccount may not read or write {where}: apply the "
+                "leader-election Role of manifests/operator/ (or the chart)"
+            )
+        message = str(details.get("message") or exc.reason or "")[:200]
+        return f"{where}: HTTP {exc.status} {message}".rstrip()
+
+    def _trouble(self, problem: str) -> None:
+        if problem != self.problem:
+            log.warning(problem, extra={"event": "lease.error", "problem": problem})
+        self.problem = problem
 
     def _step(self) -> bool:
         lease = self._read()
@@ -89,7 +124,7 @@ class LeaseElector:
                 return False
             spec["acquireTime"] = now
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-            log.info("taking over the lease", extra={"event": "lease_takeover", "previous": holder})
+            log.info("taking over the lease", extra={"event": "lease.takeover", "previous": holder})
         spec.update(
             holderIdentity=self.identity,
             renewTime=now,
@@ -117,8 +152,10 @@ class LeaseElector:
                 return
             lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
             self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
-            log.info("lease released", extra={"event": "lease_released"})
-        except (ApiException, OSError) as exc:
+            log.info("lease released", extra={"event": "lease.released"})
+        except ApiException as exc:
+            log.warning(self._explain(exc), extra={"event": "lease.error"})
+        except OSError as exc:
             log.warning(
-                "lease release failed", extra={"event": "lease_error", "error": str(exc)[:200]}
+                "lease release failed", extra={"event": "lease.error", "error": type(exc).__name__}
             )

@@ -1,4 +1,5 @@
-"""kopf handlers: thin adapters from watch events to the plain functions in backups/clamp.
+"""kopf handlers: thin adapters from watch events to the decisions in reconcile, ondemand,
+drift, runs and clamp.
 
 Only change-detection handlers (create/update/resume) reconcile the spec, because they bring
 kopf's retries with backoff. Everything else is an event handler: no finalizers, no annotations
@@ -12,15 +13,13 @@ from typing import Any
 
 import kopf
 
-from learnops_operator import backups, clamp, metrics, runs
-from learnops_operator.builders import COMPONENT_BACKUP, MANAGED_BY
+from learnops_operator import clamp, drift, metrics, mirror, ondemand, ours, reconcile, runs
 from learnops_operator.context import Context
 from learnops_operator.diffbase import BOOKKEEPING_PREFIX
 from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.kube import is_transient, namespace_terminating
 from learnops_operator.spec import GROUP, PLURAL, VERSION
 
-OURS = {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": COMPONENT_BACKUP}
 MAX_BACKOFF_SECONDS = 300.0
 
 
@@ -42,6 +41,9 @@ def configure(settings: kopf.OperatorSettings, memo: Context, **_: Any) -> None:
     # Events are posted deliberately (one per transition or run), never from log lines.
     settings.posting.enabled = False
     settings.execution.max_workers = memo.settings.worker_threads
+    # One namespace needs no cluster scanning (namespaces, CRDs): its namespaced Roles do not
+    # grant it, and the CRD is checked through discovery before kopf starts (preflight.py).
+    settings.scanning.disabled = memo.settings.namespace is not None
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
 
@@ -59,9 +61,9 @@ def _guard(name: str, retry: int, exc: Exception) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
+def reconcile_backup(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
     try:
-        backups.reconcile(memo, body)
+        reconcile.reconcile(memo, body)
     except Exception as exc:
         _guard("reconcile", retry, exc)
         raise
@@ -72,17 +74,24 @@ def reconcile(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
 # the thread pool is what keeps 500 simultaneous resources cheap. API work runs in threads.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    backups.remember(memo, event.get("type"), body)
-    if event.get("type") != "DELETED" and backups.wants_on_demand(body):
-        await asyncio.to_thread(backups.start_on_demand, memo, body)
+    mirror.remember(memo, event.get("type"), body)
+    if event.get("type") == "DELETED":
+        return
+    run = ondemand.decide(body, memo.policy)
+    if run is not None:
+        await asyncio.to_thread(ondemand.start, memo, body, run)
 
 
-@kopf.on.event("batch", "v1", "cronjobs", labels=OURS)
+@kopf.on.event("batch", "v1", "cronjobs", labels=ours.SELECTOR)
 async def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    if not backups.cronjob_needs_work(memo, event.get("type"), body):
+    key = ours.owner_key(body)
+    backup = memo.backups.get(key) if key else None
+    drift.remember_uid(memo, event.get("type"), body, backup)
+    fix = drift.decide(backup, event.get("type"), body, memo.policy)
+    if fix is None:
         return
     try:
-        await asyncio.to_thread(backups.cronjob_changed, memo, event.get("type"), body)
+        await asyncio.to_thread(drift.repair, memo, body, fix)
     except Exception as exc:
         if namespace_terminating(exc):
             return  # the namespace takes the CronJob and its owner with it
@@ -90,10 +99,14 @@ async def cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **
         raise
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+@kopf.on.event("batch", "v1", "jobs", labels=ours.SELECTOR)
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
-    if event.get("type") != "DELETED" and runs.job_needs_work(memo, body):
-        await asyncio.to_thread(runs.job_changed, memo, body)
+    if event.get("type") == "DELETED":
+        return
+    key = ours.owner_key(body)
+    run = runs.decide(body, memo.backups.get(key) if key else None)
+    if run is not None:
+        await asyncio.to_thread(runs.record, memo, body, run)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=clamp.WORKER_LABELS)

@@ -136,6 +136,16 @@ class Kube:
         data: dict[str, Any] = self._json(result)
         return data
 
+    def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result = self.batch.read_namespaced_cron_job(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = self._json(result)
+        return data
+
     def create_job(self, obj: Mapping[str, Any]) -> bool:
         """True if created, False if a Job of that name already exists (idempotent by name)."""
         meta = obj["metadata"]
@@ -243,7 +253,7 @@ class Kube:
         except (ApiException, OSError) as exc:
             log.warning(
                 "event not posted",
-                extra={"event": "event_post_failed", "reason": reason, "error": str(exc)[:200]},
+                extra={"event": "event.post_failed", "reason": reason, "error": str(exc)[:200]},
             )
 
 

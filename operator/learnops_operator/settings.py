@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kubernetes.utils import parse_quantity
+
 from learnops_operator import __version__
 from learnops_operator.errors import ConfigError
 
-# The learning worker's hard ceiling (issue 4, point 8): lower may be configured, never higher.
+# The learning worker's hard ceiling (docs/runbook.md, "Scaling the worker, and why the cap is 4"):
+# lower may be configured, never higher.
 WORKER_REPLICA_CEILING = 4
+DEFAULT_MAX_RESOURCES = (("cpu", "4"), ("memory", "8Gi"), ("ephemeral-storage", "20Gi"))
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 
 def _default_identity() -> str:
@@ -28,9 +34,20 @@ class Settings:
     max_worker_replicas: int = WORKER_REPLICA_CEILING
     """Replica ceiling for learning-worker Deployments and their HPAs (1..4)."""
     dump_image: str = f"learnops/dump:{__version__}"
-    """Dump runner image used when a DatabaseBackup does not name one."""
+    """Dump runner image of every backup pod whose DatabaseBackup names no allowed image."""
+    allowed_dump_images: tuple[str, ...] = ()
+    """What spec.image may name: repository prefixes (registry.example/team/) or digests
+    (sha256:...). Empty: spec.image is refused unless it equals dump_image."""
+    allowed_priority_classes: tuple[str, ...] = ()
+    """PriorityClasses a DatabaseBackup may give its pod; empty refuses spec.priorityClassName."""
+    dump_max_resources: tuple[tuple[str, str], ...] = DEFAULT_MAX_RESOURCES
+    """Upper bound of each resource request and limit of a backup pod (cpu, memory,
+    ephemeral-storage); a bigger spec.resources is refused with Ready=False."""
     liveness_port: int = 8080
     """Port of kopf's liveness endpoint /healthz (0 disables)."""
+    readiness_port: int = 8081
+    """Port of /readyz: 200 once the CRD, the RBAC and the Lease namespace are usable (0
+    disables)."""
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint (0 disables)."""
     leader_election: bool = True
@@ -77,6 +94,28 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _resources(text: str) -> tuple[tuple[str, str], ...]:
+    """`cpu=4,memory=8Gi`; names outside RESOURCE_NAMES or non-quantities are refused."""
+    pairs: list[tuple[str, str]] = []
+    for item in _list(text):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or name not in RESOURCE_NAMES:
+            raise ConfigError(
+                f"dump max resources: use {'/'.join(RESOURCE_NAMES)}=QUANTITY, got {item!r}"
+            )
+        try:
+            parse_quantity(value)
+        except ValueError:
+            raise ConfigError(f"dump max resources: {name}={value!r} is no quantity") from None
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
 def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """Every flag falls back to a LEARNOPS_* environment variable (for the chart)."""
     d = Settings()
@@ -99,6 +138,32 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--dump-image",
         default=env.get("LEARNOPS_DUMP_IMAGE") or d.dump_image,
         help="default dump runner image (env LEARNOPS_DUMP_IMAGE)",
+    )
+    p.add_argument(
+        "--allowed-dump-images",
+        type=_list,
+        default=_list(env.get("LEARNOPS_ALLOWED_DUMP_IMAGES", "")),
+        help="comma-separated repository prefixes or sha256 digests spec.image may name "
+        "(env LEARNOPS_ALLOWED_DUMP_IMAGES; default: none)",
+    )
+    p.add_argument(
+        "--allowed-priority-classes",
+        type=_list,
+        default=_list(env.get("LEARNOPS_ALLOWED_PRIORITY_CLASSES", "")),
+        help="comma-separated PriorityClasses spec.priorityClassName may name "
+        "(env LEARNOPS_ALLOWED_PRIORITY_CLASSES; default: none)",
+    )
+    p.add_argument(
+        "--dump-max-resources",
+        type=_resources,
+        default=_resources(env.get("LEARNOPS_DUMP_MAX_RESOURCES", "")) or d.dump_max_resources,
+        help="bound of each backup pod request/limit, e.g. cpu=4,memory=8Gi "
+        "(env LEARNOPS_DUMP_MAX_RESOURCES)",
+    )
+    p.add_argument(
+        "--readiness-port",
+        type=int,
+        default=_env_int(env, "LEARNOPS_READINESS_PORT", d.readiness_port),
     )
     p.add_argument(
         "--liveness-port",
@@ -179,6 +244,18 @@ def validate(s: Settings) -> None:
         raise ConfigError("sweep interval must be positive and pending grace non-negative")
     if s.worker_threads < 1:
         raise ConfigError("worker threads must be at least 1")
-    for port in (s.liveness_port, s.metrics_port):
+    for entry in s.allowed_dump_images:
+        # a prefix is a repository path (no tag); a digest pins one image
+        if not (
+            re.fullmatch(r"sha256:[a-f0-9]{64}", entry)
+            or re.fullmatch(r"[A-Za-z0-9.:-]+(/[a-z0-9._-]+)*/?", entry)
+        ):
+            raise ConfigError(
+                f"allowed dump images: {entry!r} is neither a repository prefix nor sha256:<digest>"
+            )
+    ports = [p for p in (s.liveness_port, s.readiness_port, s.metrics_port) if p]
+    if len(set(ports)) != len(ports):
+        raise ConfigError("liveness, readiness and metrics ports must differ")
+    for port in (s.liveness_port, s.readiness_port, s.metrics_port):
         if not 0 <= port <= 65535:
             raise ConfigError(f"port out of range: {port}")

@@ -22,6 +22,8 @@ PLURAL = "databasebackups"
 KIND = "DatabaseBackup"
 API_VERSION = f"{GROUP}/{VERSION}"
 MAX_NAME_LENGTH = 42
+# The URL keys of a URL Secret the dump runner reads, in its order of preference.
+URL_KEYS = ("SESSION_DATABASE_URL", "BACKUP_DATABASE_URL", "DATABASE_URL")
 
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -68,6 +70,8 @@ class Database:
     """Several databases to dump, each its own artifact (empty: dbname only)."""
     all_databases: bool = False
     """Every connectable non-template database of the server."""
+    url_key: str | None = None
+    """The one URL key of the URL Secret to mount; None mounts the three URL keys."""
 
     @property
     def secret_name(self) -> str:
@@ -134,6 +138,7 @@ class BackupSpec:
     image: str | None
     image_pull_policy: str
     service_account_name: str | None
+    priority_class_name: str | None
     node_selector: Mapping[str, str]
     tolerations: tuple[Mapping[str, Any], ...]
     affinity: Mapping[str, Any] | None
@@ -190,6 +195,9 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         raise InvalidSpec(
             "database.host, database.dbname and database.user are required with pgpassSecretRef"
         )
+    url_key = (url or {}).get("key")
+    if url_key and url_key not in URL_KEYS:
+        raise InvalidSpec(f"database.urlSecretRef.key must be one of {', '.join(URL_KEYS)}")
     storage = spec.get("storage") or {}
     claim = (storage.get("persistentVolumeClaim") or {}).get("claimName")
     targets = [k for k in ("persistentVolumeClaim", "s3", "gcs", "azureBlob") if storage.get(k)]
@@ -217,6 +225,7 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
             url_secret=None if url is None else str(url["name"]),
             dbnames=tuple(str(n) for n in db.get("dbnames") or ()),
             all_databases=bool(db.get("allDatabases", False)),
+            url_key=str(url_key) if url_key else None,
         ),
         claim_name=str(claim or ""),
         sub_path=storage.get("subPath") or None,
@@ -238,6 +247,7 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         image=spec.get("image") or None,
         image_pull_policy=str(spec.get("imagePullPolicy") or "IfNotPresent"),
         service_account_name=spec.get("serviceAccountName") or None,
+        priority_class_name=spec.get("priorityClassName") or None,
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(dict(t) for t in spec.get("tolerations") or ()),
         affinity=dict(spec["affinity"]) if spec.get("affinity") else None,

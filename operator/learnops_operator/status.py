@@ -138,11 +138,20 @@ def not_ready(
     return new
 
 
-def should_record(status: Mapping[str, Any], result: RunResult) -> bool:
+# A watermark this far ahead of the clock was written from a forged time (before times came
+# from the kubelet only); it is not allowed to hide every later result.
+WATERMARK_SKEW = timedelta(minutes=5)
+
+
+def should_record(
+    status: Mapping[str, Any], result: RunResult, now: datetime | None = None
+) -> bool:
     """Record results once and in order: a restart re-lists every Job and must not recount."""
     if status.get("lastReportedJob") == result.job:
         return False
     watermark = parse_time(status.get("lastReportedTime"))
+    if watermark is not None and watermark > (now or datetime.now(UTC)) + WATERMARK_SKEW:
+        watermark = None
     return watermark is None or result.finished_at >= watermark
 
 

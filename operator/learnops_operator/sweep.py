@@ -17,17 +17,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from learnops_operator import backups, builders, status
+from learnops_operator import ondemand, ours, reconcile, status
+from learnops_operator.announce import announce_transition
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.results import parse_time
 from learnops_operator.spec import Owner, parse
 
 log = logging.getLogger(__name__)
-POD_SELECTOR = (
-    f"app.kubernetes.io/component={builders.COMPONENT_BACKUP},"
-    f"app.kubernetes.io/managed-by={builders.MANAGED_BY}"
-)
 
 
 def _schedule(body: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
@@ -57,7 +54,7 @@ def check_schedules(ctx: Context, now: datetime) -> None:
             continue
         new = status.condition(written[1], status.ON_SCHEDULE) or {}
         if new.get("status") == "False":
-            backups.announce_transition(
+            announce_transition(
                 ctx,
                 body,
                 written,
@@ -90,18 +87,19 @@ def _missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
 
 def check_pending_pods(ctx: Context, now: datetime) -> None:
     grace = timedelta(seconds=ctx.settings.pending_grace_seconds)
-    for pod in ctx.kube.backup_pods(ctx.settings.namespace, POD_SELECTOR):
+    for pod in ctx.kube.backup_pods(ctx.settings.namespace, ours.SELECTOR_STRING):
         meta = pod["metadata"]
         if (pod.get("status") or {}).get("phase") != "Pending":
             continue
         created = parse_time(meta.get("creationTimestamp")) or now
         if now - created < grace:
             continue
+        key = ours.owner_key(pod)
+        body = ctx.backups.get(key) if key else None
+        if key is None or body is None:
+            continue
         why = _missing_secret(ctx, pod)
-        owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-        key = (meta["namespace"], str(owner_name))
-        body = ctx.backups.get(key)
-        if why is None or body is None:
+        if why is None:
             continue
         _report_missing_secret(ctx, key, body, why, now)
 
@@ -116,7 +114,7 @@ def _report_missing_secret(
     written = ctx.kube.update_status(
         *key, lambda st, _b: status.not_ready(st, status.SECRET_NOT_FOUND, message, gen, now)
     )
-    backups.announce_transition(
+    announce_transition(
         ctx, body, written, status.READY, "Warning", status.SECRET_NOT_FOUND, message
     )
 
@@ -136,13 +134,18 @@ def catch_up(ctx: Context, now: datetime) -> None:
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             continue
         with contextlib.suppress(InvalidSpec, MissingReference):
-            backups.reconcile(ctx, fresh)
-        log.info("caught up", extra={"event": "caught_up", "namespace": key[0], "resource": key[1]})
+            reconcile.reconcile(ctx, fresh)
+        log.info(
+            "caught up", extra={"event": "sweep.caught_up", "namespace": key[0], "resource": key[1]}
+        )
 
 
 def retry_on_demand(ctx: Context, now: datetime) -> None:
+    """A token whose Job creation failed earlier (the watch event will not come again)."""
     for body in list(ctx.backups.values()):
-        backups.start_on_demand(ctx, body)
+        run = ondemand.decide(body, ctx.policy)
+        if run is not None:
+            ondemand.start(ctx, body, run)
 
 
 def sweep(ctx: Context) -> None:
@@ -154,5 +157,5 @@ def sweep(ctx: Context) -> None:
         except Exception as exc:
             log.warning(
                 "sweep part failed",
-                extra={"event": "sweep_failed", "part": part.__name__, "error": str(exc)[:300]},
+                extra={"event": "sweep.failed", "part": part.__name__, "error": str(exc)[:300]},
             )

@@ -81,7 +81,7 @@ def test_two_replicas_elect_one_leader_and_never_duplicate_work(
     assert jobs == Counter(names)
     started = Counter(e["involvedObject"]["name"] for e in backup_ns.events("BackupStarted"))
     assert started == Counter(names)
-    assert '"event": "reconciled"' not in follower.logs()
+    assert '"event": "backup.reconciled"' not in follower.logs()
 
     # the leader dies without releasing the Lease: the follower takes over after it expires
     leader.stop(signal.SIGKILL)

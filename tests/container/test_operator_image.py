@@ -56,6 +56,7 @@ def test_the_operator_image_serves_liveness_as_its_service_account(
             "KUBECONFIG": "/etc/learnops/kubeconfig",
             "LEARNOPS_LIVENESS_PORT": str(health),
             "LEARNOPS_METRICS_PORT": str(metrics),
+            "LEARNOPS_READINESS_PORT": str(free_port()),
             "POD_NAME": "operator-image-test",
         },
     )

@@ -137,7 +137,7 @@ def test_status_shows_bucket_and_key_of_the_last_backup_and_nothing_else_from_th
         },
     }
     terminated = {"exitCode": 0, "message": json.dumps(summary)}
-    result = from_termination("nightly-1", terminated, datetime.now(UTC))
+    result = from_termination("nightly-1", terminated, datetime.now(UTC), prefix="nightly")
     status = record({}, result, 3, datetime.now(UTC))
     success = status["lastSuccessfulBackup"]
     assert success["bucket"] == "learnops-backups"

@@ -19,7 +19,7 @@ def _summary(**overrides: Any) -> dict[str, Any]:
         "message": "",
         "artifact": "nightly-20261130T020000Z.dump",
         "sizeBytes": 123456789,
-        "sha256": "e3b0c442",
+        "sha256": "e3b0c442" * 8,
         "startedAt": "2026-11-30T02:00:00Z",
         "finishedAt": "2026-11-30T02:00:09Z",
         "durationSeconds": 9.25,
@@ -45,14 +45,17 @@ def _terminated(message: str, exit_code: int = 0, reason: str = "Completed") -> 
 
 
 def test_successful_summary_becomes_a_success_with_artifact_size_and_checksum() -> None:
-    result = results.from_termination("job-1", _terminated(json.dumps(_summary())), NOW)
+    result = results.from_termination(
+        "job-1", _terminated(json.dumps(_summary())), NOW, prefix="nightly", now=NOW
+    )
     assert result.succeeded
     assert result.reason == "Ok"
     assert result.artifact == "nightly-20261130T020000Z.dump"
     assert result.size_bytes == 123456789
-    assert result.sha256 == "e3b0c442"
+    assert result.sha256 == "e3b0c442" * 8
     assert result.duration_seconds == 9.25
-    assert result.finished_at == datetime(2026, 11, 30, 2, 0, 9, tzinfo=UTC)
+    # the kubelet's time, not the message's finishedAt (02:00:09)
+    assert result.finished_at == datetime(2026, 11, 30, 2, 0, 10, tzinfo=UTC)
 
 
 def test_failed_summary_keeps_reason_exit_code_and_message() -> None:
@@ -65,7 +68,9 @@ def test_failed_summary_keeps_reason_exit_code_and_message() -> None:
         sizeBytes=None,
         sha256=None,
     )
-    result = results.from_termination("job-2", _terminated(json.dumps(summary), 3, "Error"), NOW)
+    result = results.from_termination(
+        "job-2", _terminated(json.dumps(summary), 3, "Error"), NOW, prefix="nightly", now=NOW
+    )
     assert not result.succeeded
     assert (result.reason, result.exit_code) == ("ConnectionError", 3)
     assert result.message == "could not connect to server db:5432"
@@ -74,7 +79,9 @@ def test_failed_summary_keeps_reason_exit_code_and_message() -> None:
 
 
 def test_a_nonzero_exit_is_never_a_success_even_if_the_summary_says_ok() -> None:
-    result = results.from_termination("job", _terminated(json.dumps(_summary()), 137), NOW)
+    result = results.from_termination(
+        "job", _terminated(json.dumps(_summary()), 137), NOW, prefix="nightly", now=NOW
+    )
     assert not result.succeeded
 
 
@@ -85,39 +92,47 @@ def test_passwords_that_slip_into_the_message_are_masked_again() -> None:
         reason="DumpError",
         message="pg_dump: postgresql://backup:hunter2@db/app failed; password=hunter2",
     )
-    result = results.from_termination("job", _terminated(json.dumps(summary), 4), NOW)
+    result = results.from_termination(
+        "job", _terminated(json.dumps(summary), 4), NOW, prefix="nightly", now=NOW
+    )
     assert "hunter2" not in result.message
     assert "postgresql://***@db/app" in result.message
 
 
 def test_oversized_messages_are_bounded_before_they_reach_status() -> None:
     summary = _summary(status="failed", exitCode=4, reason="DumpError", message="x" * 5000)
-    result = results.from_termination("job", _terminated(json.dumps(summary), 4), NOW)
+    result = results.from_termination(
+        "job", _terminated(json.dumps(summary), 4), NOW, prefix="nightly", now=NOW
+    )
     assert len(result.message) <= results.MAX_MESSAGE_CHARS
 
 
 def test_a_truncated_summary_falls_back_to_the_exit_code() -> None:
     cut = json.dumps(_summary(status="failed", exitCode=6, reason="StorageError"))[:60]
-    result = results.from_termination("job", _terminated(cut, 6, "Error"), NOW)
+    result = results.from_termination(
+        "job", _terminated(cut, 6, "Error"), NOW, prefix="nightly", now=NOW
+    )
     assert not result.succeeded
     assert result.reason == "StorageError"
     assert "exit code 6" in result.message
 
 
 def test_an_oom_killed_container_without_summary_says_so() -> None:
-    result = results.from_termination("job", _terminated("", 137, "OOMKilled"), NOW)
+    result = results.from_termination(
+        "job", _terminated("", 137, "OOMKilled"), NOW, prefix="nightly", now=NOW
+    )
     assert (result.succeeded, result.reason) == (False, "OOMKilled")
 
 
 def test_exit_zero_without_a_summary_is_not_trusted_as_a_backup() -> None:
-    result = results.from_termination("job", _terminated(""), NOW)
+    result = results.from_termination("job", _terminated(""), NOW, prefix="nightly", now=NOW)
     assert not result.succeeded
     assert result.reason == "NoSummary"
 
 
 def _job(cond_type: str, reason: str = "", message: str = "") -> dict[str, Any]:
     return {
-        "metadata": {"name": "nightly-123"},
+        "metadata": {"name": "nightly-123", "labels": {"app.kubernetes.io/instance": "nightly"}},
         "status": {
             "conditions": [
                 {
@@ -190,7 +205,9 @@ def test_per_database_lines_and_globals_are_validated_before_they_reach_status()
     globals_ = {"status": "ok", "artifact": "n-20261130T020000Z.globals.sql", "sha256": sha,
                 "rolePasswords": False, "password": "never"}  # fmt: skip
     summary = _summary(artifact=None, sha256=None, databases=lines, globals=globals_)
-    result = results.from_termination("job-1", _terminated(json.dumps(summary)), NOW)
+    result = results.from_termination(
+        "job-1", _terminated(json.dumps(summary)), NOW, prefix="nightly", now=NOW
+    )
     assert result.succeeded
     assert [d["database"] for d in result.databases] == ["app", "bad", "evil"]
     assert result.databases[0]["sha256"] == sha

@@ -97,7 +97,8 @@ def test_the_operator_deployment_matches_the_contract() -> None:
     assert container["image"] == "learnops/operator:0.1.0"
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"healthz": 8080, "metrics": 9090}
+    assert ports == {"healthz": 8080, "readyz": 8081, "metrics": 9090}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readyz"}
     (sa,) = [
         s
         for s in by_kind(docs, "ServiceAccount")
@@ -189,3 +190,45 @@ def test_both_install_paths_read_the_workers_database_url_from_one_secret_name()
         return {v["secret"]["secretName"] for v in volumes if "secret" in v}
 
     assert secret_names(kustomized) == secret_names(charted) == {"learnops-database"}
+
+
+def test_one_watched_namespace_gets_namespaced_roles_only_in_manifests_and_chart() -> None:
+    manifests = kustomize("namespaced")
+    chart = render(extra=("--set", "operator.watchNamespace=learnops"))
+    for docs in (manifests, chart):
+        kinds = {d["kind"] for d in docs}
+        assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+        roles = by_kind(docs, "Role")
+        assert {r["metadata"]["namespace"] for r in roles} >= {"learnops"}
+    # the only difference to manifests/: the Role instead of the ClusterRole, and the scope
+    cluster_wide = {(d["kind"], d["metadata"]["name"]) for d in kustomize(".")}
+    here = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    assert cluster_wide - here == {
+        ("ClusterRole", "learnops-operator"),
+        ("ClusterRoleBinding", "learnops-operator"),
+    }
+    assert here - cluster_wide == {
+        ("Role", "learnops-operator"),
+        ("RoleBinding", "learnops-operator"),
+    }
+    (operator,) = [
+        d
+        for d in by_kind(manifests, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
+    env = {
+        e["name"]: e.get("value")
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["LEARNOPS_NAMESPACE"] == "learnops"
+    assert validation_errors(list(manifests), strict=True) == []
+    # the same application rules as the cluster-wide role, minus kopf's cluster scanning
+    (cluster_role,) = by_kind(kustomize("."), "ClusterRole")
+    scanning = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+    wanted = {
+        r for r in rule_set(cluster_role["rules"], "learnops-operator") if r[:2] not in scanning
+    }
+    for docs, prefix in ((manifests, "learnops-operator"), (chart, "lo-learnops-operator")):
+        (role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["namespace"] == "learnops"
+                   and not r["metadata"]["name"].endswith("leader-election")]  # fmt: skip
+        assert rule_set(role["rules"], prefix) == wanted

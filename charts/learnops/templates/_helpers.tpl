@@ -85,7 +85,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "learnops.dumpImage" -}}
+{{- if .Values.dump.image.digest }}
+{{- printf "%s@%s" .Values.dump.image.repository .Values.dump.image.digest }}
+{{- else }}
 {{- include "learnops.image" (dict "repository" .Values.dump.image.repository "tag" .Values.dump.image.tag "appVersion" .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{- define "learnops.backupPvcName" -}}
