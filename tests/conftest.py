@@ -26,7 +26,12 @@ from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
 
 # Component fixtures live beside the component's tests, one plugin module each.
-pytest_plugins = ["tests.fixtures_dump", "tests.fixtures_worker", "tests.fixtures_operator"]
+pytest_plugins = [
+    "tests.fixtures_dump",
+    "tests.fixtures_worker",
+    "tests.fixtures_operator",
+    "tests.fixtures_restore",
+]
 
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")
 ROOT = Path(__file__).resolve().parent.parent

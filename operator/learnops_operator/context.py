@@ -24,5 +24,7 @@ class Context:
     settings: Settings
     kube: Kube
     backups: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    restores: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """DatabaseRestores from their watch stream (restores.py)."""
     workers: set[Key] = field(default_factory=set)
     diffbase: MemoryDiffBase = field(default_factory=MemoryDiffBase)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from learnops_operator import builders, metrics, results, status
+from learnops_operator import builders, drills, inventory, metrics, results, status
 from learnops_operator.context import Context
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _keep_last(body: Mapping[str, Any]) -> int:
+    retention = (body.get("spec") or {}).get("retention") or {}
+    return int(retention.get("keepLast") or 7)
 
 
 def job_needs_work(ctx: Context, job: Mapping[str, Any]) -> bool:
@@ -49,7 +54,12 @@ def job_changed(ctx: Context, job: Mapping[str, Any]) -> None:
     written = ctx.kube.update_status(
         *key,
         lambda st, b: (
-            status.record(st, result, int(b["metadata"].get("generation") or 0), _now())
+            inventory.with_artifact(
+                status.record(st, result, int(b["metadata"].get("generation") or 0), _now()),
+                result,
+                _keep_last(b),
+                status.iso(result.finished_at),
+            )
             if status.should_record(st, result)
             else None
         ),
@@ -75,6 +85,7 @@ def job_changed(ctx: Context, job: Mapping[str, Any]) -> None:
             f"{result.job} failed ({result.reason}): {result.message}",
         )
     metrics.observe(*key, result, int(written[1].get("consecutiveFailures") or 0))
+    drills.after_backup(ctx, backup, result)
     log.info(
         "run recorded",
         extra={

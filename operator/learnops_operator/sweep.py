@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from learnops_operator import backups, builders, status
+from learnops_operator import backups, builders, drills, restores, status
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
 from learnops_operator.results import parse_time
@@ -68,7 +68,7 @@ def check_schedules(ctx: Context, now: datetime) -> None:
             )
 
 
-def _missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
+def missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
     """The kubelet's verdict that the credentials Secret (or its key) is missing, if any."""
     meta = pod["metadata"]
     for cs in (pod.get("status") or {}).get("containerStatuses") or ():
@@ -97,7 +97,7 @@ def check_pending_pods(ctx: Context, now: datetime) -> None:
         created = parse_time(meta.get("creationTimestamp")) or now
         if now - created < grace:
             continue
-        why = _missing_secret(ctx, pod)
+        why = missing_secret(ctx, pod)
         owner_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
         key = (meta["namespace"], str(owner_name))
         body = ctx.backups.get(key)
@@ -148,7 +148,16 @@ def retry_on_demand(ctx: Context, now: datetime) -> None:
 def sweep(ctx: Context) -> None:
     """One pass; each part is independent, so one failing part does not starve the others."""
     now = datetime.now(UTC)
-    for part in (check_schedules, check_pending_pods, catch_up, retry_on_demand):
+    parts = (
+        check_schedules,
+        check_pending_pods,
+        catch_up,
+        retry_on_demand,
+        restores.retry_pending,
+        restores.check_pending_pods,
+        drills.refresh_all,
+    )
+    for part in parts:
         try:
             part(ctx, now)
         except Exception as exc:
