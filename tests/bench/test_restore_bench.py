@@ -59,7 +59,7 @@ def _dump(source: Conn, storage: Path, tmp: Path, prefix: str, **env: str) -> di
     subprocess.run(["learnops-dump", "run"], env=run_env, check=True, capture_output=True)
     for path in [storage, *storage.rglob("*")]:
         os.chown(path, RUNTIME_UID, RUNTIME_UID)
-    manifest: dict[str, Any] = json.loads((storage / "latest.json").read_text())
+    manifest: dict[str, Any] = json.loads((storage / f"{prefix}.latest.json").read_text())
     return manifest
 
 

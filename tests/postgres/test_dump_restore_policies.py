@@ -23,7 +23,7 @@ TABLES = ("public.courses", "public.submissions", "public.tasks")
 def _backup(world: DumpWorld, **env: str) -> dict[str, Any]:
     proc = run_runner(world.env(**env), "run")
     assert proc.returncode == 0, proc.stderr
-    manifest: dict[str, Any] = json.loads((world.storage / "latest.json").read_text())
+    manifest: dict[str, Any] = json.loads((world.storage / "t.latest.json").read_text())
     return manifest
 
 
@@ -91,7 +91,16 @@ def test_the_manifest_counts_rows_in_the_dumps_own_snapshot_despite_concurrent_w
     assert counts["public.submissions"] < _counts(pg_cluster, pg_db.dbname)["public.submissions"]
     assert manifest["systemIdentifier"].isdigit()
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(env, "restore", "latest", "--target-db", "snap_copy", "--policy", "create")
+    proc = run_runner(
+        env,
+        "restore",
+        "--allow-other-source",
+        "latest",
+        "--target-db",
+        "snap_copy",
+        "--policy",
+        "create",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = _summary(dump_world)
     assert summary["checksPassed"] == ["restored", "tablesExist", "rowCounts"]
@@ -108,7 +117,9 @@ def test_each_policy_restores_or_refuses_with_its_reason(
     db = f"policy_{tmp_path.name[-8:].replace('-', '_')}"
 
     def restore(*args: str) -> tuple[int, dict[str, Any]]:
-        proc = run_runner(env, "restore", manifest["artifact"], "--target-db", db, *args)
+        proc = run_runner(
+            env, "restore", "--allow-other-source", manifest["artifact"], "--target-db", db, *args
+        )
         return proc.returncode, _summary(dump_world)
 
     code, st = restore("--policy", "ifEmpty")
@@ -140,7 +151,16 @@ def test_the_source_database_is_refused_unless_allowed(
     pgpass.write_text(pgpass_line(Conn("*", conn.port, conn.user, conn.password, "*")))
     pgpass.chmod(0o600)
     env = dump_world.env(PGHOST="localhost", PGPASSFILE=str(pgpass))
-    proc = run_runner(env, "restore", "latest", "--target-db", pg_db.dbname, "--policy", "clean")
+    proc = run_runner(
+        env,
+        "restore",
+        "--allow-other-source",
+        "latest",
+        "--target-db",
+        pg_db.dbname,
+        "--policy",
+        "clean",
+    )
     assert proc.returncode == 9, proc.stderr
     assert _summary(dump_world)["reason"] == "TargetIsSource"
     assert _counts(pg_cluster, pg_db.dbname) == before
@@ -166,7 +186,14 @@ def test_row_counts_that_differ_from_the_manifest_fail_and_drop_the_new_database
     path.write_text(json.dumps(tampered))
     env = _target_env(dump_world, scratch_cluster, tmp_path)
     proc = run_runner(
-        env, "restore", manifest["artifact"], "--target-db", "diff", "--policy", "create"
+        env,
+        "restore",
+        "--allow-other-source",
+        manifest["artifact"],
+        "--target-db",
+        "diff",
+        "--policy",
+        "create",
     )
     assert proc.returncode == 7, proc.stderr
     st = _summary(dump_world)
@@ -188,7 +215,16 @@ def test_a_corrupted_artifact_is_refused_before_anything_is_created(
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(env, "restore", "latest", "--target-db", "corrupt", "--policy", "create")
+    proc = run_runner(
+        env,
+        "restore",
+        "--allow-other-source",
+        "latest",
+        "--target-db",
+        "corrupt",
+        "--policy",
+        "create",
+    )
     assert proc.returncode == 7
     assert "sha256 differs from its manifest" in _summary(dump_world)["message"]
     assert "corrupt" not in _databases(scratch_cluster)
@@ -200,13 +236,22 @@ def test_directory_artifacts_restore_with_parallel_jobs_and_schema_only_skips_ro
     _backup(dump_world, BACKUP_FORMAT="directory", BACKUP_COMPRESSION="gzip:1")
     env = _target_env(dump_world, scratch_cluster, tmp_path)
     proc = run_runner(
-        env, "restore", "latest", "--target-db", "par", "--policy", "create", "--jobs", "4"
+        env,
+        "restore",
+        "--allow-other-source",
+        "latest",
+        "--target-db",
+        "par",
+        "--policy",
+        "create",
+        "--jobs",
+        "4",
     )
     assert proc.returncode == 0, proc.stderr
     assert _summary(dump_world)["parallelJobs"] == 4
     proc = run_runner(
-        env, "restore", "latest", "--target-db", "schema", "--policy", "create", "--schema-only",
-        "--no-owner", "--role", scratch_cluster.admin.user,
+        env, "restore", "--allow-other-source", "latest", "--target-db", "schema",
+        "--policy", "create", "--schema-only", "--no-owner", "--role", scratch_cluster.admin.user,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     st = _summary(dump_world)
@@ -224,7 +269,16 @@ def test_an_outer_compressed_artifact_restores_with_one_job(
         pytest.skip("pg_dump compresses natively here; no outer compression to test")
     env = _target_env(dump_world, scratch_cluster, tmp_path)
     proc = run_runner(
-        env, "restore", "latest", "--target-db", "one", "--policy", "create", "--jobs", "4"
+        env,
+        "restore",
+        "--allow-other-source",
+        "latest",
+        "--target-db",
+        "one",
+        "--policy",
+        "create",
+        "--jobs",
+        "4",
     )
     assert proc.returncode == 0, proc.stderr
     assert _summary(dump_world)["parallelJobs"] == 1
@@ -269,7 +323,8 @@ def test_a_drill_restores_on_the_scratch_server_checks_everything_and_drops_it(
     assert st["tablesChecked"] == len(manifest["tableRowCounts"])
     assert st["scratchDropped"] is True
     assert not _scratch_left(scratch_cluster)
-    assert not files_containing(dump_world.base, dump_world.secrets())
+    assert not files_containing(dump_world.storage, dump_world.secrets())
+    assert not any(s in dump_world.termlog.read_text() for s in dump_world.secrets())
 
 
 @pytest.mark.parametrize("how", ["same-endpoint", "same-cluster-other-name"])
@@ -317,11 +372,11 @@ def test_a_drill_of_a_corrupted_artifact_or_a_false_assertion_fails_and_leaves_n
     assert not _scratch_left(scratch_cluster)
 
 
-def test_a_drill_refuses_a_manifest_without_the_source_identity(
+def test_a_drill_refuses_a_manifest_without_row_counts(
     dump_world: DumpWorld, scratch_cluster: PgCluster, tmp_path: Path
 ) -> None:
     _backup(dump_world, BACKUP_ROW_COUNTS="false")
     proc = run_runner(_drill_env(dump_world, scratch_cluster, tmp_path), "drill", "latest")
     assert proc.returncode == 2
-    assert "systemIdentifier" in _summary(dump_world)["message"]
+    assert "tableRowCounts" in _summary(dump_world)["message"]
     shutil.rmtree(dump_world.storage)

@@ -98,11 +98,12 @@ def test_the_restore_job_runs_once_with_names_and_flags_but_no_secret() -> None:
     assert job["spec"]["backoffLimit"] == 0
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [
-        "restore", "latest", "--target-db", "copy", "--policy", "create", "--jobs", "4",
-        "--no-owner", "--role", "app",
+        "restore", "latest", "--target-db", "copy", "--policy", "create", "--allow-other-source",
+        "--jobs", "4", "--no-owner", "--role", "app",
     ]  # fmt: skip
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["PGPASSFILE"] == f"{builders.SECRET_DIR}/pgpass"
+    assert env["BACKUP_PREFIX"] == "backup"  # a storage source's default; a backupRef: its name
     assert "PGDATABASE" not in env  # the dbname travels as --target-db
     assert int(env["BACKUP_TIMEOUT_SECONDS"]) < job["spec"]["activeDeadlineSeconds"]
     assert all("valueFrom" not in e for e in container["env"])

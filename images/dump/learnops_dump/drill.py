@@ -111,7 +111,8 @@ def _drill(settings: Settings, sup: Supervisor, request: DrillRequest, summary: 
         known.add(endpoint(str(manifest["host"]), str(manifest.get("port") or "5432")))
     if scratch in known:
         raise RestoreRefused(
-            "ScratchIsSource", f"the scratch server {scratch} is the source server's host and port"
+            reason="ScratchIsSource",
+            message=f"the scratch server {scratch} is the source server's host and port",
         )
     clients = installed_clients(settings.client_dirs)
     if not clients:
@@ -129,8 +130,8 @@ def _drill(settings: Settings, sup: Supervisor, request: DrillRequest, summary: 
         client = choose_client(clients, server.major)
         if system_identifier(sup, client, admin) == source_id:
             raise RestoreRefused(
-                "ScratchIsSource",
-                "the scratch server has the source's system identifier (it is the source "
+                reason="ScratchIsSource",
+                message="the scratch server has the source's system identifier (it is the source "
                 "server or a physical replica of it)",
             )
         scratch_db = f"learnops_drill_{secrets.token_hex(6)}"

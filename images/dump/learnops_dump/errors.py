@@ -83,9 +83,9 @@ class RestoreRefused(RunnerError):
     exit_code = 9
     reason = "RestoreRefused"
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, message: str | None = None, *, reason: str = "RestoreRefused") -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason = reason  # the specific refusal, e.g. TargetNotEmpty
 
 
 ERRORS: tuple[type[RunnerError], ...] = (

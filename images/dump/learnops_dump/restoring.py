@@ -134,9 +134,9 @@ def _restore(
         except ConnectionFailed as exc:
             if probe_env is into and f'database "{request.dbname}" does not exist' in exc.message:
                 raise RestoreRefused(
-                    "TargetMissing",
-                    f"database {request.dbname!r} does not exist; policy {request.policy.value} "
-                    "restores into an existing one (use create for a new database)",
+                    reason="TargetMissing",
+                    message=f"database {request.dbname!r} does not exist; policy "
+                    f"{request.policy.value} restores into an existing one (create makes one)",
                 ) from None
             raise
         client = choose_client(clients, server.major)
@@ -154,9 +154,9 @@ def _restore(
         if request.policy is Policy.CREATE:
             if database_exists(sup, client, admin, request.dbname):
                 raise RestoreRefused(
-                    "TargetExists",
-                    f"database {request.dbname!r} exists; policy create only makes new ones "
-                    "(use ifEmpty for an existing empty database)",
+                    reason="TargetExists",
+                    message=f"database {request.dbname!r} exists; policy create only makes "
+                    "new ones (use ifEmpty for an existing empty database)",
                 )
             create_database(sup, client, admin, request.dbname)
             created = True
@@ -164,8 +164,8 @@ def _restore(
             held = relation_count(sup, client, into)
             if held:
                 raise RestoreRefused(
-                    "TargetNotEmpty",
-                    f"database {request.dbname!r} holds {held} tables, views or sequences; "
+                    reason="TargetNotEmpty",
+                    message=f"database {request.dbname!r} holds {held} tables, views or sequences; "
                     "policy ifEmpty restores only into an empty database",
                 )
         options = replace(request.options, clean=request.policy is Policy.CLEAN)
@@ -202,8 +202,8 @@ def _refuse_source(
         and (manifest or {}).get("database") == request.dbname
     ):
         raise RestoreRefused(
-            "TargetIsSource",
-            f"database {request.dbname!r} on this server is the backup's own source; "
+            reason="TargetIsSource",
+            message=f"database {request.dbname!r} on this server is the backup's own source; "
             "set allowSourceTarget to restore over it",
         )
 

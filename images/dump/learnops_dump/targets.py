@@ -69,7 +69,8 @@ def create_database(sup: Supervisor, client: Client, env: dict[str, str], dbname
         psql_script(sup, client, env, query("create_database"), variables={"dbname": dbname})
     except VerificationFailed as exc:
         raise RestoreRefused(
-            "CannotCreateDatabase", f"cannot create database {dbname!r}: {exc.message}"
+            reason="CannotCreateDatabase",
+            message=f"cannot create database {dbname!r}: {exc.message}",
         ) from None
 
 
