@@ -146,7 +146,7 @@ def _restore(
             check_source(
                 manifest,
                 archive_database(sup, client, artifact, probe_env),
-                None,
+                settings.target.get("PGDATABASE") or None,  # the database this config backs up
                 psql_system_identifier(sup, client.tool("psql"), probe_env),
             )
         _refuse_source(sup, client, probe_env, request, manifest)
