@@ -22,6 +22,7 @@ import pytest
 from tests.fixtures_dump import pgpass_line
 from tests.fixtures_operator import Namespace, OperatorProcess, wait_for
 from tests.harness.containers import RUNTIME_UID, Engine
+from tests.harness.dumpimage import build_dump_image
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster
 
@@ -34,7 +35,7 @@ MAX_RATIO = 1.10
 
 @pytest.fixture(scope="module")
 def dump_image(container_engine: Engine) -> str:
-    return container_engine.build(DUMP_IMAGE, REPO / "images/dump/Dockerfile", REPO / "images/dump")
+    return build_dump_image(container_engine, DUMP_IMAGE)
 
 
 def _dump(source: Conn, storage: Path, tmp: Path, prefix: str, **env: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from tests.fixtures_operator import Namespace, OperatorProcess, backup, wait_for
 from tests.fixtures_ship import render
 from tests.harness import promtool
 from tests.harness.containers import Engine
+from tests.harness.dumpimage import build_dump_image
 from tests.harness.podrunner import PodRunner
 from tests.harness.postgres import Conn, PgCluster
 
@@ -28,7 +29,7 @@ TABLES = ("courses", "tasks", "submissions")
 
 @pytest.fixture(scope="module")
 def dump_image(container_engine: Engine) -> str:
-    return container_engine.build(DUMP_IMAGE, REPO / "images/dump/Dockerfile", REPO / "images/dump")
+    return build_dump_image(container_engine, DUMP_IMAGE)
 
 
 def _fingerprint(cluster: PgCluster, conn: Conn) -> dict[str, tuple[int, str]]:
