@@ -57,4 +57,4 @@ demo: deps ## the whole system: PostgreSQL, cluster, chart, a backup, a worker b
 	$(UV) run --frozen python -m tests.demo
 
 crds: ## copy the CRD single source into the chart (a test fails until they match)
-	cp manifests/crds/learnops.io_databasebackups.yaml charts/learnops/files/crds/
+	cp manifests/crds/learnops.io_databasebackups.yaml manifests/crds/learnops.io_databaserestores.yaml charts/learnops/files/crds/

@@ -33,6 +33,7 @@ pytest_plugins = [
     "tests.fixtures_objects",
     "tests.fixtures_worker",
     "tests.fixtures_operator",
+    "tests.fixtures_restore",
 ]
 
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")

@@ -29,6 +29,7 @@ from tests.harness.wait import wait_for as wait_for  # re-exported for the opera
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
+RESTORE_CRD = ROOT / "manifests/crds/learnops.io_databaserestores.yaml"
 RBAC = ROOT / "manifests/operator/rbac.yaml"
 OPERATOR_NAMESPACE = "learnops-system"
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:learnops-operator"
@@ -64,6 +65,42 @@ def dump_summary(prefix: str, ok: bool = True, **keys: Any) -> dict[str, Any]:
     summary = runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
     summary.update(keys)
     return summary
+
+
+RESTORE_SHA = "ab" * 32
+
+
+def restore_summary(ok: bool = True, **overrides: Any) -> dict[str, Any]:
+    """What `learnops-dump restore` writes as its termination message (learnops_dump/outcome.py)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data: dict[str, Any] = {
+        "status": "ok" if ok else "failed",
+        "exitCode": 0 if ok else 9,
+        "reason": "Ok" if ok else "TargetNotEmpty",
+        "message": "" if ok else "database 'app_restored' holds 3 tables, views or sequences",
+        "kind": "restore",
+        "artifact": "nightly-20261130T020000Z.dump",
+        "sizeBytes": 4096,
+        "sha256": RESTORE_SHA,
+        "startedAt": now,
+        "finishedAt": now,
+        "durationSeconds": 12.5,
+        "runnerVersion": "0.1.0",
+        "database": "app_restored",
+        "policy": "create",
+        "parallelJobs": 1,
+    }
+    if ok:
+        data.update(
+            {
+                "tablesChecked": 3,
+                "rowsChecked": 1234,
+                "mismatches": [],
+                "checksPassed": ["restored", "tablesExist", "rowCounts"],
+            }
+        )
+    data.update(overrides)
+    return data
 
 
 class Namespace:
@@ -317,10 +354,15 @@ def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
 
 def install_operator_rbac(kube_cluster: KubeCluster) -> Path:
     kube_cluster.kubectl("apply", "-f", str(CRD))
+    kube_cluster.kubectl("apply", "-f", str(RESTORE_CRD))
     kube_cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
     kube_cluster.kubectl("apply", "-f", str(RBAC))
     kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=30s", "crd/databasebackups.learnops.io"
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/databasebackups.learnops.io",
+        "crd/databaserestores.learnops.io",
     )
     return kube_cluster.kubeconfig_for(OPERATOR_SA)
 

@@ -97,9 +97,9 @@ def kustomize(path: str) -> tuple[dict[str, Any], ...]:
     return tuple(load_all(out.stdout))
 
 
-def crd_schema() -> dict[str, Any]:
-    """openAPIV3Schema of the served DatabaseBackup version, from the single source."""
-    crd = yaml.safe_load(CRD_SOURCE.read_text())
+def crd_schema(source: Path = CRD_SOURCE) -> dict[str, Any]:
+    """openAPIV3Schema of the served version of a CRD (DatabaseBackup's unless told)."""
+    crd = yaml.safe_load(source.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["storage"]]
     schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
     return schema
@@ -192,11 +192,11 @@ def normalized(node: Any) -> Any:
     return node
 
 
-def crd_validator() -> Any:
+def crd_validator(source: Path = CRD_SOURCE) -> Any:
     """A validator of DatabaseBackups against the CRD's openAPIV3Schema, rejecting unknown
     fields as `kubectl apply` field validation does. CEL rules are not evaluated offline; the
     API server checks them in the cluster tests."""
-    schema = copy.deepcopy(crd_schema())
+    schema = copy.deepcopy(crd_schema(source))
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):

@@ -26,6 +26,8 @@ class Context:
     policy: PodPolicy = field(init=False)
     """The pod bounds from `settings`, built once."""
     backups: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    restores: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """DatabaseRestores from their watch stream (restores.py)."""
     workers: set[Key] = field(default_factory=set)
     diffbase: MemoryDiffBase = field(default_factory=MemoryDiffBase)
     cronjobs: dict[Key, str] = field(default_factory=dict)

@@ -13,13 +13,36 @@ from typing import Any
 
 import kopf
 
-from learnops_operator import clamp, drift, metrics, mirror, ondemand, ours, reconcile, runs
+from learnops_operator import (
+    clamp,
+    drift,
+    drills,
+    metrics,
+    mirror,
+    ondemand,
+    ours,
+    reconcile,
+    restoremetrics,
+    restores,
+    runs,
+)
 from learnops_operator.context import Context
 from learnops_operator.diffbase import BOOKKEEPING_PREFIX
 from learnops_operator.errors import InvalidSpec, MissingReference
+from learnops_operator.jobpods import COMPONENT_DRILL, COMPONENT_RESTORE
 from learnops_operator.kube import is_transient, namespace_terminating
+from learnops_operator.ours import MANAGED_BY
+from learnops_operator.restorespec import RESTORE_PLURAL
 from learnops_operator.spec import GROUP, PLURAL, VERSION
 
+RESTORE_JOBS = {
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    "app.kubernetes.io/component": COMPONENT_RESTORE,
+}
+DRILL_JOBS = {
+    "app.kubernetes.io/managed-by": MANAGED_BY,
+    "app.kubernetes.io/component": COMPONENT_DRILL,
+}
 MAX_BACKOFF_SECONDS = 300.0
 
 
@@ -64,6 +87,7 @@ def _guard(name: str, retry: int, exc: Exception) -> None:
 def reconcile_backup(body: kopf.Body, memo: Context, retry: int, **_: Any) -> None:
     try:
         reconcile.reconcile(memo, body)
+        drills.reconcile(memo, body)
     except Exception as exc:
         _guard("reconcile", retry, exc)
         raise
@@ -76,6 +100,7 @@ def reconcile_backup(body: kopf.Body, memo: Context, retry: int, **_: Any) -> No
 async def backup_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
     mirror.remember(memo, event.get("type"), body)
     if event.get("type") == "DELETED":
+        restoremetrics.forget_drill(body["metadata"]["namespace"], body["metadata"]["name"])
         return
     run = ondemand.decide(body, memo.policy)
     if run is not None:
@@ -107,6 +132,46 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: A
     run = runs.decide(body, memo.backups.get(key) if key else None)
     if run is not None:
         await asyncio.to_thread(runs.record, memo, body, run)
+
+
+# DatabaseRestore is level-based: each event asks "has this generation run?" (restores.py);
+# no change handlers, so kopf keeps no diff base or progress on these objects.
+@kopf.on.event(GROUP, VERSION, RESTORE_PLURAL)
+async def restore_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    restores.remember(memo, event.get("type"), body)
+    if event.get("type") != "DELETED" and restores.needs_run(body):
+        try:
+            await asyncio.to_thread(restores.start, memo, body)
+        except Exception as exc:
+            if namespace_terminating(exc):
+                return
+            metrics.RECONCILE_ERRORS.labels("restore_event").inc()
+            raise  # the sweep retries (restores.retry_pending)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=RESTORE_JOBS)
+async def restore_job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    if event.get("type") != "DELETED" and restores.job_needs_work(memo, body):
+        await asyncio.to_thread(restores.job_changed, memo, body)
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels=DRILL_JOBS)
+async def drill_cronjob_event(
+    event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any
+) -> None:
+    try:
+        await asyncio.to_thread(drills.cronjob_changed, memo, event.get("type"), body)
+    except Exception as exc:
+        if namespace_terminating(exc):
+            return
+        metrics.RECONCILE_ERRORS.labels("drill_cronjob_event").inc()
+        raise
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=DRILL_JOBS)
+async def drill_job_event(event: kopf.RawEvent, body: kopf.Body, memo: Context, **_: Any) -> None:
+    if event.get("type") != "DELETED" and drills.job_needs_work(memo, body):
+        await asyncio.to_thread(drills.job_changed, memo, body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=clamp.WORKER_LABELS)

@@ -73,10 +73,11 @@ class Kube:
         return json.loads(response.data)
 
     # -- DatabaseBackup ---------------------------------------------------------------------
-    def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_backup(self, namespace: str, name: str, plural: str = PLURAL) -> dict[str, Any] | None:
+        """A DatabaseBackup (or, with `plural`, another of our kinds); None if it is gone."""
         try:
             body: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
+                GROUP, VERSION, namespace, plural, name
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -90,6 +91,7 @@ class Kube:
         name: str,
         mutate: StatusMutation,
         known: Mapping[str, Any] | None = None,
+        plural: str = PLURAL,
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Read-modify-write of .status guarded by resourceVersion; retried on conflict.
 
@@ -101,7 +103,7 @@ class Kube:
             if attempt == 0 and known is not None:
                 body: dict[str, Any] | None = json.loads(json.dumps(known, default=dict))
             else:
-                body = self.get_backup(namespace, name)
+                body = self.get_backup(namespace, name, plural)
             if body is None:
                 return None
             old = dict(body.get("status") or {})
@@ -111,7 +113,7 @@ class Kube:
             body["status"] = new
             try:
                 self.custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, PLURAL, name, body
+                    GROUP, VERSION, namespace, plural, name, body
                 )
             except ApiException as exc:
                 if exc.status in (404, 409):
@@ -153,6 +155,25 @@ class Kube:
             self.batch.create_namespaced_job(meta["namespace"], dict(obj), _preload_content=False)
         except ApiException as exc:
             if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def suspend_cronjob(self, namespace: str, name: str) -> None:
+        """A CronJob we no longer want runs no more (no delete verb: GC removes it with us)."""
+        try:
+            self.batch.patch_namespaced_cron_job(
+                name, namespace, {"spec": {"suspend": True}}, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def job_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
                 return False
             raise
         return True

@@ -29,6 +29,7 @@ REASON_BY_EXIT_CODE = {
     6: "StorageError",
     7: "VerificationError",
     8: "VersionMismatch",
+    9: "RestoreRefused",
 }
 MAX_MESSAGE_CHARS = 1024
 

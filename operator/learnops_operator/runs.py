@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from learnops_operator import builders, metrics, ours, results, status
+from learnops_operator import builders, drills, inventory, metrics, ours, results, status
 from learnops_operator.context import Context, Key
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,11 @@ WARNED_LIMIT = 10_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _keep_last(body: Mapping[str, Any]) -> int:
+    retention = (body.get("spec") or {}).get("retention") or {}
+    return int(retention.get("keepLast") or 7)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,12 @@ def record(ctx: Context, job: Mapping[str, Any], run: Finished) -> None:
     written = ctx.kube.update_status(
         *run.key,
         lambda st, b: (
-            status.record(st, result, int(b["metadata"].get("generation") or 0), _now())
+            inventory.with_artifact(
+                status.record(st, result, int(b["metadata"].get("generation") or 0), _now()),
+                result,
+                _keep_last(b),
+                status.iso(result.finished_at),
+            )
             if status.should_record(st, result, _now())
             else None
         ),
@@ -156,6 +166,7 @@ def record(ctx: Context, job: Mapping[str, Any], run: Finished) -> None:
             f"{result.job} failed ({result.reason}): {result.message}",
         )
     metrics.observe(*run.key, result, int(written[1].get("consecutiveFailures") or 0))
+    drills.after_backup(ctx, backup, result)
     log.info(
         "run recorded",
         extra={

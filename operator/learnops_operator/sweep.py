@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from learnops_operator import ondemand, ours, reconcile, status
+from learnops_operator import drills, ondemand, ours, reconcile, restores, status
 from learnops_operator.announce import announce_transition
 from learnops_operator.context import Context
 from learnops_operator.errors import InvalidSpec, MissingReference
@@ -65,7 +65,7 @@ def check_schedules(ctx: Context, now: datetime) -> None:
             )
 
 
-def _missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
+def missing_secret(ctx: Context, pod: dict[str, Any]) -> str | None:
     """The kubelet's verdict that the credentials Secret (or its key) is missing, if any."""
     meta = pod["metadata"]
     for cs in (pod.get("status") or {}).get("containerStatuses") or ():
@@ -98,13 +98,13 @@ def check_pending_pods(ctx: Context, now: datetime) -> None:
         body = ctx.backups.get(key) if key else None
         if key is None or body is None:
             continue
-        why = _missing_secret(ctx, pod)
+        why = missing_secret(ctx, pod)
         if why is None:
             continue
-        _report_missing_secret(ctx, key, body, why, now)
+        _reportmissing_secret(ctx, key, body, why, now)
 
 
-def _report_missing_secret(
+def _reportmissing_secret(
     ctx: Context, key: tuple[str, str], body: Mapping[str, Any], why: str, now: datetime
 ) -> None:
     database = (body.get("spec") or {}).get("database") or {}
@@ -151,7 +151,16 @@ def retry_on_demand(ctx: Context, now: datetime) -> None:
 def sweep(ctx: Context) -> None:
     """One pass; each part is independent, so one failing part does not starve the others."""
     now = datetime.now(UTC)
-    for part in (check_schedules, check_pending_pods, catch_up, retry_on_demand):
+    parts = (
+        check_schedules,
+        check_pending_pods,
+        catch_up,
+        retry_on_demand,
+        restores.retry_pending,
+        restores.check_pending_pods,
+        drills.refresh_all,
+    )
+    for part in parts:
         try:
             part(ctx, now)
         except Exception as exc:

@@ -23,6 +23,7 @@ from tests.harness.kube import KubeCluster
 from tests.harness.wait import wait_for
 
 CRD = "databasebackups.learnops.io"
+CRDS = (CRD, "databaserestores.learnops.io")
 
 
 def get_json(kube: KubeCluster, *args: str) -> dict[str, Any]:
@@ -103,14 +104,15 @@ def test_the_manifests_operator_account_cannot_read_secrets(kube_cluster: KubeCl
 def adopt_existing_crd(kube: KubeCluster, release: str, namespace: str) -> None:
     """A CRD made by `kubectl apply` (or another release) is handed to this release, the way
     the runbook describes moving from manifests/ to Helm."""
-    exists = kube.kubectl("get", "crd", CRD, check=False)
-    if exists.returncode != 0:
-        return
-    kube.kubectl(
-        "annotate", "crd", CRD, "--overwrite",
-        f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
-    )  # fmt: skip
-    kube.kubectl("label", "crd", CRD, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    for crd in CRDS:
+        exists = kube.kubectl("get", "crd", crd, check=False)
+        if exists.returncode != 0:
+            continue
+        kube.kubectl(
+            "annotate", "crd", crd, "--overwrite",
+            f"meta.helm.sh/release-name={release}", f"meta.helm.sh/release-namespace={namespace}",
+        )  # fmt: skip
+        kube.kubectl("label", "crd", crd, "--overwrite", "app.kubernetes.io/managed-by=Helm")
 
 
 def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
@@ -118,7 +120,7 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
 ) -> None:
     ns = restricted_namespace
     # A first install: the chart brings the CRD itself.
-    kube_cluster.kubectl("delete", "crd", CRD, "--ignore-not-found", "--wait=true")
+    kube_cluster.kubectl("delete", "crd", *CRDS, "--ignore-not-found", "--wait=true")
     install = helm(
         "install", release, str(CHART), "-n", ns,
         "-f", str(CHART / "ci" / "backups-from-values-values.yaml"),
@@ -128,7 +130,8 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     assert "kubectl -n" in install.stdout  # NOTES.txt: the example and how to watch it
     # Helm maps all objects before creating any, so the backups wait for one upgrade.
     assert "were NOT created yet" in install.stdout
-    kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    for crd in CRDS:
+        kube_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
     wait_for(lambda: pods_admitted(kube_cluster, ns, "operator", 1), 60, "operator pod")
     wait_for(lambda: pods_admitted(kube_cluster, ns, "learning-worker", 2), 60, "worker pods")
@@ -164,8 +167,9 @@ def test_helm_install_upgrade_uninstall_in_a_restricted_namespace_keeps_the_crd(
     assert "want 4" in refused.stderr
 
     helm("uninstall", release, "-n", ns, kubeconfig=kube_cluster.kubeconfig)
-    crd = get_json(kube_cluster, "crd", CRD)
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for name in CRDS:
+        kept = get_json(kube_cluster, "crd", name)
+        assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     gone = kube_cluster.kubectl("get", "deployment", "-n", ns, "-o", "name").stdout
     assert gone.strip() == ""
 

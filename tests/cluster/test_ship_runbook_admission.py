@@ -7,10 +7,11 @@ import json
 
 import yaml
 
-from tests.fixtures_ship import CRD_SOURCE, yaml_objects
+from tests.fixtures_ship import CRD_SOURCE, MANIFESTS, yaml_objects
 from tests.harness.kube import KubeCluster
 
 CRD = "databasebackups.learnops.io"
+RESTORE_CRD = MANIFESTS / "crds" / "learnops.io_databaserestores.yaml"
 
 
 def in_namespace(kind: str, namespace: str) -> str:
@@ -36,6 +37,20 @@ def test_the_runbook_backup_and_its_pvc_are_accepted(
         "get", "databasebackup", "learnops-nightly", "-n", namespace, "-o", "json"
     ).stdout
     assert json.loads(out)["spec"]["schedule"] == "30 2 * * *"
+
+
+def test_the_runbook_database_restore_is_accepted(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("apply", "-f", str(RESTORE_CRD))
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/databaserestores.learnops.io", "--timeout=60s"
+    )
+    out = kube_cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-o", "json", "-f", "-",
+        input=in_namespace("DatabaseRestore", namespace),
+    ).stdout  # fmt: skip
+    assert json.loads(out)["spec"]["target"]["policy"] == "create"
 
 
 def test_the_runbook_restore_job_passes_restricted_admission(

@@ -10,8 +10,9 @@ repo=$(cd "$here/../.." && pwd)
 cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
 HELM_VERSION=v3.22.0
 KIND_VERSION=v0.33.0
+# prometheus: its promtool evaluates the chart's alert rules on real series in the tests.
 APT_PACKAGES=(postgresql postgresql-contrib docker.io debootstrap openssl zstd lz4 pigz
-  ca-certificates git make procps iproute2 gcc libc6-dev)
+  ca-certificates git make procps iproute2 gcc libc6-dev prometheus)
 
 step() { printf '==> %s\n' "$*" >&2; }
 
@@ -26,6 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
   # Debian starts a default cluster on 5432; the tests make their own.
   systemctl disable --now postgresql >/dev/null 2>&1 || service postgresql stop >/dev/null 2>&1 || true
+  # Only promtool is wanted; the Prometheus server Debian starts would listen beyond loopback.
+  systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
 fi
 
 if ! command -v uv >/dev/null 2>&1; then

@@ -244,8 +244,13 @@ def test_disruption_budgets_exist_only_where_they_do_not_block_drains() -> None:
 
 
 def test_the_crd_is_kept_on_uninstall_and_can_be_left_out() -> None:
-    (crd,) = [d for d in render() if d["kind"] == "CustomResourceDefinition"]
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    crds = [d for d in render() if d["kind"] == "CustomResourceDefinition"]
+    assert {c["metadata"]["name"] for c in crds} == {
+        "databasebackups.learnops.io",
+        "databaserestores.learnops.io",
+    }
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not [d for d in render("minimal-values.yaml") if d["kind"] == "CustomResourceDefinition"]
 
 
@@ -265,6 +270,8 @@ def test_the_prometheus_rule_alerts_on_what_the_programs_export() -> None:
     assert set(alerts) == {
         "LearnopsBackupMissing",
         "LearnopsBackupFailed",
+        "LearnopsBackupNotRestorable",
+        "LearnopsBackupNotVerified",
         "LearnopsQueueBacklogGrowing",
         "LearnopsJobsFailing",
         "LearnopsWorkerLeaseLost",
@@ -273,6 +280,9 @@ def test_the_prometheus_rule_alerts_on_what_the_programs_export() -> None:
     exported = {
         "learnops_backup_last_success_timestamp_seconds",
         "learnops_backup_last_result",
+        "learnops_backup_restorable",
+        "learnops_backup_unverified_since_timestamp_seconds",
+        "learnops_backup_restore_verification_window_seconds",
         "learnops_worker_queue_depth",
         "learnops_worker_jobs_failed_total",
         "learnops_worker_jobs_lease_lost_total",

@@ -44,7 +44,7 @@ def assert_schema(text: str) -> dict[str, Any]:
     assert data["reason"] in REASONS
     assert re.fullmatch(r"[A-Z][A-Za-z]+", data["reason"])
     assert isinstance(data["exitCode"], int)
-    assert 0 <= data["exitCode"] <= 8
+    assert 0 <= data["exitCode"] <= 9
     assert (data["status"] == "ok") == (data["exitCode"] == 0) == (data["reason"] == "Ok")
     assert data["sizeBytes"] is None or (
         isinstance(data["sizeBytes"], int) and data["sizeBytes"] >= 0

@@ -38,9 +38,11 @@ def test_the_kustomization_validates_against_the_pinned_kubernetes_schemas() -> 
 
 
 def test_the_kustomization_uses_the_single_source_crd_unchanged() -> None:
-    (crd,) = by_kind(kustomize("."), "CustomResourceDefinition")
-    source = yaml.safe_load((MANIFESTS / "crds" / "learnops.io_databasebackups.yaml").read_text())
-    assert normalized(crd) == normalized(source)
+    crds = {c["metadata"]["name"]: c for c in by_kind(kustomize("."), "CustomResourceDefinition")}
+    for file in ("learnops.io_databasebackups.yaml", "learnops.io_databaserestores.yaml"):
+        source = yaml.safe_load((MANIFESTS / "crds" / file).read_text())
+        assert normalized(crds.pop(source["metadata"]["name"])) == normalized(source)
+    assert not crds
 
 
 def test_namespaces_enforce_the_restricted_pod_security_standard() -> None:

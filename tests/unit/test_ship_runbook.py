@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_ship import (
+    MANIFESTS,
     RUNBOOK,
     blocks,
     crd_validator,
@@ -18,6 +19,8 @@ from tests.fixtures_ship import (
     yaml_objects,
 )
 from tests.harness.validate import validation_errors
+
+RESTORE_CRD = MANIFESTS / "crds" / "learnops.io_databaserestores.yaml"
 
 
 def shell_commands(program: str) -> list[list[str]]:
@@ -72,6 +75,19 @@ def test_every_learnops_dump_command_parses_with_the_real_cli() -> None:
         parser().parse_args(argv)
 
 
+def test_every_kubectl_learnops_command_parses_with_the_real_plugin() -> None:
+    from learnops_operator.plugin import parser
+
+    commands = [argv[1:] for argv in shell_commands("kubectl") if argv[:1] == ["learnops"]]
+    assert {
+        next(a for a in argv if a in ("backups", "restore", "backup-now", "status", "--help"))
+        for argv in commands
+    } >= {"backups", "restore"}
+    for argv in commands:
+        if argv != ["--help"]:
+            parser().parse_args(argv)
+
+
 def test_every_learning_worker_command_parses_with_the_real_cli() -> None:
     from learnops_worker.cli import _parser
 
@@ -113,12 +129,16 @@ def test_the_restore_job_mounts_what_the_operators_backup_pods_mount() -> None:
 
 def test_runbook_manifests_validate_and_meet_the_restricted_standard() -> None:
     objects = yaml_objects()
-    assert {d["kind"] for d in objects} == {"PersistentVolumeClaim", "DatabaseBackup", "Job"}
-    builtin = [d for d in objects if d["kind"] != "DatabaseBackup"]
+    ours = {"DatabaseBackup", "DatabaseRestore"}
+    assert {d["kind"] for d in objects} == {"PersistentVolumeClaim", "Job", *ours}
+    builtin = [d for d in objects if d["kind"] not in ours]
     assert validation_errors(builtin, strict=True) == []
     validator = crd_validator()
     for backup in (d for d in objects if d["kind"] == "DatabaseBackup"):
         assert [e.message for e in validator.iter_errors(backup)] == []
+    restores = crd_validator(RESTORE_CRD)
+    for restore in (d for d in objects if d["kind"] == "DatabaseRestore"):
+        assert [e.message for e in restores.iter_errors(restore)] == []
     for label, spec in pod_specs(objects):
         assert restricted_violations(spec) == [], label
 
@@ -131,7 +151,7 @@ def test_the_exit_code_table_matches_the_dump_runner() -> None:
     documented = {int(code): reason for code, reason in rows}
     expected = {code: reason for code, reason, _ in EXIT_CODES} | {0: "Ok"}
     assert documented == expected
-    assert sorted(documented) == list(range(9))
+    assert sorted(documented) == list(range(10))
 
 
 def test_every_alert_of_the_chart_has_a_runbook_section() -> None:

@@ -1,4 +1,4 @@
-"""Command line: `learnops-dump run | restore ARTIFACT --target-db DB | verify ARTIFACT`.
+"""Command line: `learnops-dump run | restore ARTIFACT --target-db DB | drill ARTIFACT | verify`.
 
 The only place that reads os.environ and maps exceptions to exit codes.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
@@ -17,12 +18,16 @@ from pathlib import Path
 
 from . import __version__, errors
 from .commands import restore_command, verify_command
+from .drill import DrillRequest, drill, parse_assertions
 from .logs import configure
 from .masking import mask
+from .outcome import RunSummary, write_summary
 from .report import Report, termination_message
+from .restoring import Policy, RestoreRequest, restore
 from .runner import run
 from .settings import PREFIX_PATTERN, Settings, help_table
 from .storage import Storage, wait_at_most
+from .targets import LoadOptions
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +60,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command")
     sub.add_parser("run", help="perform one backup (the default)")
-    restore = sub.add_parser("restore", help="restore an artifact into an existing database")
-    restore.add_argument("artifact", help="artifact file/dir name (relative to the storage root)")
+    restore = sub.add_parser(
+        "restore", help="restore an artifact into a database (policy, source guard, row counts)"
+    )
+    restore.add_argument(
+        "artifact", help="artifact name (relative to the storage root) or 'latest' (latest.json)"
+    )
     restore.add_argument("--target-db", required=True, help="database to restore into")
-    restore.add_argument("--jobs", type=int, default=1, help="parallel jobs (directory format)")
+    restore.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        default=Policy.IF_EMPTY.value,
+        help="create: a new database; ifEmpty: an existing one holding no tables (default); "
+        "clean: drop the archive's objects first",
+    )
+    restore.add_argument(
+        "--jobs", type=int, default=1, help="parallel jobs (directory or uncompressed custom)"
+    )
     restore.add_argument(
         "--no-owner", action="store_true", help="skip ownership and privileges (non-owner role)"
     )
@@ -72,6 +90,36 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="first apply the run's roles and globals (BACKUP_GLOBALS); existing roles are kept",
     )
+    restore.add_argument("--role", help="restore as this role, which then owns every object")
+    restore.add_argument("--schema-only", action="store_true", help="restore only the schema")
+    restore.add_argument(
+        "--no-row-check",
+        dest="check_rows",
+        action="store_false",
+        help="do not compare row counts with the manifest's",
+    )
+    restore.add_argument(
+        "--allow-source-target",
+        action="store_true",
+        help="allow restoring over the backup's own source database",
+    )
+    restore.add_argument(
+        "--maintenance-db",
+        default="postgres",
+        help="database to connect to for CREATE DATABASE (default: postgres)",
+    )
+    drill_p = sub.add_parser(
+        "drill", help="restore on a scratch server, check against the manifest, drop it again"
+    )
+    drill_p.add_argument("artifact", nargs="?", default="latest", help="artifact name or latest")
+    drill_p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an endpoint of the source server (refused as the scratch server); repeatable",
+    )
+    drill_p.add_argument("--jobs", type=int, default=1, help="parallel restore jobs")
     verify = sub.add_parser(
         "verify", help="check an artifact against its manifest and read every byte of it"
     )
@@ -94,20 +142,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in (None, "run"):
             # still tell Kubernetes why; settings never got as far as a storage root
             _config_failure(exc)
+        elif args.command in ("restore", "drill"):
+            _summary_failure(args.command, exc)
         log.error(mask(exc.message), extra={"event": "settings.invalid"})
         return exc.exit_code
     try:
         if args.command == "restore":
-            return restore_command(
-                settings,
-                args.artifact,
-                args.target_db,
-                args.jobs,
-                args.no_owner,
-                force=args.force,
-                allow_other_source=args.allow_other_source,
-                with_globals=args.with_globals,
-            )
+            if args.with_globals:
+                # roles and globals first: the run's own restore path (commands.py)
+                return restore_command(
+                    settings,
+                    args.artifact,
+                    args.target_db,
+                    args.jobs,
+                    args.no_owner,
+                    force=args.force,
+                    allow_other_source=args.allow_other_source,
+                    with_globals=args.with_globals,
+                )
+            if args.jobs < 1 or (args.role and not args.no_owner):
+                bad = errors.ConfigError("--jobs must be >= 1; --role needs --no-owner")
+                _summary_failure("restore", bad)
+                return errors.ConfigError.exit_code
+            return restore(settings, _restore_request(args))
+        if args.command == "drill":
+            try:
+                request = _drill_request(args, os.environ.get("DRILL_ASSERTIONS", ""))
+            except errors.RunnerError as exc:
+                _summary_failure("drill", exc)
+                raise
+            return drill(settings, request)
         if args.command == "verify":
             return verify_command(settings, args.artifact, force=args.force)
         return run(settings)
@@ -116,6 +180,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             mask(exc.message), extra={"event": f"{args.command}.failed", "reason": exc.reason}
         )
         return exc.exit_code
+
+
+def _restore_request(args: argparse.Namespace) -> RestoreRequest:
+    return RestoreRequest(
+        artifact=args.artifact,
+        dbname=args.target_db,
+        policy=Policy(args.policy),
+        options=LoadOptions(
+            jobs=args.jobs, schema_only=args.schema_only, no_owner=args.no_owner, role=args.role
+        ),
+        check_rows=args.check_rows,
+        allow_source_target=args.allow_source_target,
+        allow_other_source=args.allow_other_source,
+        force=args.force,
+        maintenance_db=args.maintenance_db,
+    )
+
+
+def _drill_request(args: argparse.Namespace, assertions: str) -> DrillRequest:
+    try:
+        raw = json.loads(assertions) if assertions.strip() else None
+    except ValueError:
+        raise errors.ConfigError("DRILL_ASSERTIONS: not valid JSON") from None
+    return DrillRequest(
+        artifact=args.artifact,
+        assertions=parse_assertions(raw),
+        source_endpoints=tuple(args.source),
+        jobs=max(1, args.jobs),
+    )
+
+
+def _summary_failure(kind: str, exc: errors.RunnerError) -> None:
+    """A restore or drill that cannot start still tells Kubernetes why."""
+    summary = RunSummary(datetime.now(UTC), kind=kind)
+    summary.fail(exc)
+    path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
+    write_summary(Path(path), summary)
 
 
 def _config_failure(exc: errors.RunnerError) -> None:

@@ -77,6 +77,17 @@ class VersionMismatch(RunnerError):
     reason = "VersionMismatch"
 
 
+class RestoreRefused(RunnerError):
+    """The restore target was refused (not empty, missing, existing, or the source itself)."""
+
+    exit_code = 9
+    reason = "RestoreRefused"
+
+    def __init__(self, message: str | None = None, *, reason: str = "RestoreRefused") -> None:
+        super().__init__(message)
+        self.reason = reason  # the specific refusal, e.g. TargetNotEmpty
+
+
 ERRORS: tuple[type[RunnerError], ...] = (
     ConfigError,
     ConnectionFailed,
@@ -85,6 +96,7 @@ ERRORS: tuple[type[RunnerError], ...] = (
     StorageFailed,
     VerificationFailed,
     VersionMismatch,
+    RestoreRefused,
     InternalError,
 )
 # Every `reason` a termination message or manifest may carry (docs/dump.md, "Exit codes").

@@ -40,3 +40,30 @@ SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT');
 -- name: database_size --
 -- Bytes on disk of the connected database: the estimate the upload's part size is planned for.
 SELECT pg_database_size(current_database());
+
+-- name: begin_snapshot --
+-- Opens the transaction whose snapshot pg_dump shares (--snapshot), so the row counts taken in it
+-- afterwards are exactly those of the dump.
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT pg_export_snapshot();
+
+-- name: user_relation_count --
+-- Tables, views, sequences, materialized views and foreign tables outside the system schemas.
+SELECT count(*)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+  AND n.nspname NOT LIKE 'pg_temp%';
+
+-- name: database_exists --
+-- psql variable :'dbname'.
+SELECT count(*) FROM pg_database WHERE datname = :'dbname';
+
+-- name: create_database --
+-- psql variable :"dbname" names the database (quoted by psql).
+CREATE DATABASE :"dbname" TEMPLATE template0;
+
+-- name: drop_database --
+DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);

@@ -134,6 +134,8 @@ class Report:
     clock: float = field(default_factory=time.monotonic)
     """Monotonic start: the duration never goes negative when the wall clock jumps."""
     elapsed: float | None = None
+    table_row_counts: dict[str, int] | None = None
+    """schema.table -> rows, counted in the dump's own snapshot (restores compare with it)."""
 
     @property
     def ok(self) -> bool:
@@ -187,7 +189,7 @@ class Report:
 
     def manifest(self) -> dict[str, Any]:
         """The manifest: the summary plus where the data came from and what the run did."""
-        return {
+        data = {
             **self.summary(),
             "port": self.port,
             "systemIdentifier": self.system_identifier,
@@ -198,6 +200,9 @@ class Report:
             "warnings": [mask(w) for w in self.warnings],
             "encryption": self.encryption,
         }
+        if self.ok and self.table_row_counts is not None:
+            data["tableRowCounts"] = self.table_row_counts
+        return data
 
     def globals_manifest(self, stem: str) -> dict[str, Any]:
         """The globals artifact's own manifest, beside the run's (which also lists it)."""

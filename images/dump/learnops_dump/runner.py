@@ -28,6 +28,7 @@ from .report import Report, termination_message
 from .retention import prune
 from .roles import GLOBALS_MANIFEST_SUFFIX, GLOBALS_SUFFIX, dump_globals
 from .settings import Settings, VerifyMode
+from .snapshot import Session, snapshot_session
 from .storage import Reservation, Storage, wait_at_most
 from .verify import verify_archive, verify_restore
 from .versions import (
@@ -173,13 +174,23 @@ def _dump_single(
     plan = make_plan(settings.format, settings.compression, client.major)
     name = stem + plan.extension
     outcome = Outcome()
-    try:
-        stream_dump(sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome)
-        event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
-        _verify(settings, sup, client, storage.temp_path(name), env, report)
-        sup.check()
-    finally:
-        report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
+    with contextlib.ExitStack() as stack:
+        # Row counts in the dump's own snapshot (snapshot.py), for restores and drills.
+        session: Session | None = None
+        if settings.row_counts:
+            session = stack.enter_context(snapshot_session(sup, client, env, str(settings.tmpdir)))
+            plan = replace(plan, dump_args=(*plan.dump_args, f"--snapshot={session.snapshot}"))
+        try:
+            stream_dump(
+                sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome
+            )
+            event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
+            if session is not None:
+                report.table_row_counts = session.row_counts()
+            _verify(settings, sup, client, storage.temp_path(name), env, report)
+            sup.check()
+        finally:
+            report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
     report.artifact, report.size, report.sha256 = name, outcome.size, outcome.sha256
 
 

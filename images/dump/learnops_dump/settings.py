@@ -148,6 +148,12 @@ class Settings:
             "BACKUP_VERIFY", "list (TOC + every data block) | restore (+ scratch db) | none."
         ),
     )
+    row_counts: bool = field(
+        default=True,
+        metadata=_meta(
+            "BACKUP_ROW_COUNTS", "Count every table in the dump's snapshot (tableRowCounts)."
+        ),
+    )
     termination_log: Path = field(
         default=Path("/dev/termination-log"),
         metadata=_meta("BACKUP_TERMINATION_LOG", "Where the JSON summary for Kubernetes goes."),
@@ -259,6 +265,7 @@ class Settings:
             retention=Retention.parse(env.get("BACKUP_RETENTION", "") or str(Retention())),
             failed_retention_days=int(_number(env, "BACKUP_FAILED_RETENTION_DAYS", 14)),
             verify=_enum(env, "BACKUP_VERIFY", VerifyMode, VerifyMode.LIST),
+            row_counts=_bool(env, "BACKUP_ROW_COUNTS", True),
             termination_log=Path(env.get("BACKUP_TERMINATION_LOG", "") or "/dev/termination-log"),
             tmpdir=Path(env.get("TMPDIR", "") or "/tmp"),  # noqa: S108
             client_dirs=env.get("BACKUP_PG_CLIENT_DIRS", "") or "/usr/lib/postgresql/*/bin",
@@ -365,6 +372,17 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0 and name != "BACKUP_FAILED_RETENTION_DAYS":
         raise ConfigError(f"{name}: must be > 0")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: must be true or false")
 
 
 def _enum(env: Mapping[str, str], name: str, kind: type[_E], default: _E) -> _E:
