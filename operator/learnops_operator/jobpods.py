@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from learnops_operator import builders, ours
@@ -138,6 +139,15 @@ def _pod(
             ],
         },
     }
+
+
+def artifact_prefix(job: Mapping[str, Any]) -> str:
+    """The artifact prefix this Job was built for (its BACKUP_PREFIX), for reading its result."""
+    for container in job["spec"]["template"]["spec"].get("containers") or ():
+        for item in container.get("env") or ():
+            if item.get("name") == "BACKUP_PREFIX":
+                return str(item.get("value") or "")
+    return ""
 
 
 def _runner_env(timeout: int, prefix: str) -> list[tuple[str, str]]:

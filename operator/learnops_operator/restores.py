@@ -297,7 +297,7 @@ def job_changed(ctx: Context, job: Mapping[str, Any]) -> None:
         return
     key = (str(meta["namespace"]), str(owner))
     pods = ctx.kube.job_pods(key[0], meta["name"])
-    result = results.from_job(job, pods, "dump", _now())
+    result = results.from_job(job, pods, "dump", _now(), prefix=jobpods.artifact_prefix(job))
     if result is None:
         return
     more = restoreresults.extras(pods, result.succeeded)

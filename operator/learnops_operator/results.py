@@ -98,6 +98,11 @@ _SHA256 = re.compile(r"[a-f0-9]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _FOLD = re.compile(r"[\t\r\n]+")
 REASONS = frozenset(REASON_BY_EXIT_CODE.values())
+# A refused restore (exit 9) names its refusal (docs/dump.md, restore exit codes).
+RESTORE_REFUSALS = frozenset(
+    {"CannotCreateDatabase", "ScratchIsSource", "TargetExists", "TargetIsSource", "TargetMissing",
+     "TargetNotEmpty"}
+)  # fmt: skip
 
 
 class Refused(ValueError):
@@ -180,9 +185,10 @@ def parse_summary(text: str, prefix: str, container_exit_code: Any) -> Summary |
     if isinstance(container_exit_code, int) and code != container_exit_code:
         raise Refused(f"exitCode {code} differs from the container's exit code")
     reason = _text(data, "reason", 64, required=True)
-    if reason not in REASONS:
+    if reason not in REASONS | RESTORE_REFUSALS:
         raise Refused("reason is not one of the documented reasons")
-    if REASON_BY_EXIT_CODE.get(code) != reason or (status == "ok") != (code == 0):
+    allowed = {REASON_BY_EXIT_CODE.get(code)} | (RESTORE_REFUSALS if code == 9 else set())
+    if reason not in allowed or (status == "ok") != (code == 0):
         raise Refused("status, exitCode and reason do not agree")
     artifact = _text(data, "artifact", MAX_ARTIFACT_CHARS)
     if artifact is not None and not re.fullmatch(re.escape(prefix) + _ARTIFACT_TAIL, artifact):
@@ -408,14 +414,24 @@ def finished_condition(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def from_job(
-    job: Mapping[str, Any], pods: list[dict[str, Any]], container: str, now: datetime
+    job: Mapping[str, Any],
+    pods: list[dict[str, Any]],
+    container: str,
+    now: datetime,
+    *,
+    prefix: str | None = None,
 ) -> RunResult | None:
-    """A finished Job's result: its newest terminated dump container, else its own verdict."""
+    """A finished Job's result: its newest terminated dump container, else its own verdict.
+
+    `prefix` names the artifacts the run may report: the owner's name unless given (a restore
+    reads another resource's backups).
+    """
     cond = finished_condition(job)
     if cond is None:
         return None
     name = str(job["metadata"]["name"])
-    prefix = str((job["metadata"].get("labels") or {}).get(INSTANCE_LABEL) or "")
+    if prefix is None:
+        prefix = str((job["metadata"].get("labels") or {}).get(INSTANCE_LABEL) or "")
     uid = job["metadata"].get("uid")
     terminated: list[Mapping[str, Any]] = []
     for pod in pods:
