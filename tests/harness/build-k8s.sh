@@ -24,7 +24,7 @@ if [ ${#targets[@]} -gt 0 ]; then
   echo "building Kubernetes v$version (${targets[*]##*/}) into $bin (cold: ~15-25 min on 2 cores)" >&2
   cd "$here/gomod"
   # No `,direct`: a module missing from the proxy must fail, not make outside lookups.
-  GOPROXY=${LEARNOPS_GOPROXY:-https://proxy.golang.org} GOFLAGS=-mod=mod CGO_ENABLED=0 \
+  GOPROXY=${LEARNOPS_GOPROXY:-$(go env GOPROXY | sed -E "s/[,|]direct$//")} GOFLAGS=-mod=mod CGO_ENABLED=0 \
     go build -trimpath -ldflags "$ldflags" -o "$bin/" "${targets[@]}" >&2
 fi
 echo "$bin"

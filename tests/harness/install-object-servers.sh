@@ -10,7 +10,7 @@ cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
 SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
 FAKE_GCS_VERSION=${FAKE_GCS_VERSION:-v1.56.1}
 AZURITE_VERSION=${AZURITE_VERSION:-3.37.0}
-export GOPROXY=${LEARNOPS_GOPROXY:-https://proxy.golang.org} GOFLAGS=-buildvcs=false CGO_ENABLED=0
+export GOPROXY=${LEARNOPS_GOPROXY:-$(go env GOPROXY | sed -E "s/[,|]direct$//")} GOFLAGS=-buildvcs=false CGO_ENABLED=0
 step() { printf '==> %s\n' "$*" >&2; }
 bin="$cache/bin"
 mkdir -p "$bin"

@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 harness=$(cd "$here/.." && pwd)
 cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
-export GOPROXY=${LEARNOPS_GOPROXY:-https://proxy.golang.org} GOFLAGS=-modcacherw CGO_ENABLED=0
+export GOPROXY=${LEARNOPS_GOPROXY:-$(go env GOPROXY | sed -E "s/[,|]direct$//")} GOFLAGS=-modcacherw CGO_ENABLED=0
 KIND_VERSION=v0.33.0
 CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
