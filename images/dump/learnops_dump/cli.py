@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__, errors
+from .buckets import StorageKind
 from .commands import restore_command, verify_command
 from .drill import DrillRequest, drill, parse_assertions
 from .logs import configure
@@ -148,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     try:
         if args.command == "restore":
-            if args.with_globals:
-                # roles and globals first: the run's own restore path (commands.py)
+            if args.with_globals or settings.storage_kind is not StorageKind.PVC:
+                # roles and globals first, or a bucket's artifact streamed back: the run's own
+                # restore path (commands.py); restore policies and row checks are PVC-only yet
                 return restore_command(
                     settings,
                     args.artifact,
