@@ -26,7 +26,7 @@ from .pipeline import Outcome, make_plan
 from .procs import Supervisor, child_env
 from .queries import query
 from .remote import verify_stored
-from .report import Report
+from .report import Report, start_report
 from .retention import prune
 from .settings import DumpFormat, Settings, VerifyMode
 from .upload import stream_upload
@@ -46,15 +46,7 @@ def run(settings: Settings) -> int:
     """One backup to the bucket; returns the exit code (never raises)."""
     from .runner import _terminate  # the one writer of the termination message
 
-    report = Report(
-        started=datetime.now(UTC),
-        database=settings.target.dbname,
-        host=settings.target.host,
-        port=settings.target.port,
-        format=settings.format.value,
-        compression=str(settings.compression),
-        credential_source=settings.target.source,
-    )
+    report = start_report(settings)
     event(log, "run.start", "backup started", database=report.database, host=report.host)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     storage: ObjectStorage | None = None

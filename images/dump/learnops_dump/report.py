@@ -14,9 +14,12 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .settings import Settings
 from .errors import ERRORS, REASONS, RunnerError
 from .masking import mask, mask_value
 
@@ -323,3 +326,16 @@ def _add_parts(data: dict[str, Any], summary: dict[str, Any]) -> None:
     while parts and size() > PARTS_BUDGET:
         parts.pop()
         data["databasesOmitted"] = len(lines) - len(parts)
+
+
+def start_report(settings: Settings) -> Report:
+    """The report of a run starting now, for the configured database (PVC or bucket run)."""
+    return Report(
+        started=datetime.now(UTC),
+        database=settings.target.dbname,
+        host=settings.target.host,
+        port=settings.target.port,
+        format=settings.format.value,
+        compression=str(settings.compression),
+        credential_source=settings.target.source,
+    )

@@ -24,7 +24,7 @@ from .logs import event
 from .masking import mask
 from .pipeline import Outcome, make_plan, stream_dump
 from .procs import Supervisor, child_env
-from .report import Report, termination_message
+from .report import Report, start_report, termination_message
 from .retention import prune
 from .roles import GLOBALS_MANIFEST_SUFFIX, GLOBALS_SUFFIX, dump_globals
 from .settings import Settings, VerifyMode
@@ -54,15 +54,7 @@ def run(settings: Settings) -> int:
     if settings.age_recipients:  # never a silently unencrypted backup
         settings = replace(settings, age_recipients=())
         return _refuse(settings, ConfigError("BACKUP_AGE_RECIPIENTS needs object storage"))
-    report = Report(
-        started=datetime.now(UTC),
-        database=settings.target.dbname,
-        host=settings.target.host,
-        port=settings.target.port,
-        format=settings.format.value,
-        compression=str(settings.compression),
-        credential_source=settings.target.source,
-    )
+    report = start_report(settings)
     event(log, "run.start", "backup started", database=report.database, host=report.host)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
     storage: Storage | None = None
@@ -101,15 +93,7 @@ def run(settings: Settings) -> int:
 
 def _refuse(settings: Settings, error: RunnerError) -> int:
     """A configuration the PVC path cannot honour: say so like any failed run."""
-    report = Report(
-        started=datetime.now(UTC),
-        database=settings.target.dbname,
-        host=settings.target.host,
-        port=settings.target.port,
-        format=settings.format.value,
-        compression=str(settings.compression),
-        credential_source=settings.target.source,
-    )
+    report = start_report(settings)
     report.fail(error)
     report.finish()
     _terminate(settings.termination_log, report)
