@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier. Each tier folder's tests get that tier's marker."""
+"""Fixtures used by more than one tier (a tier's own fixtures are in its conftest.py; the
+helpers they build on are in tests/support/). Each tier folder's tests get that tier's marker."""
 
 from __future__ import annotations
 
@@ -25,16 +26,11 @@ from tests.harness.kube import (
     existing_cluster,
     start_local,
 )
+from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
-
-# Component fixtures live beside the component's tests, one plugin module each.
-pytest_plugins = [
-    "tests.fixtures_dump",
-    "tests.fixtures_objects",
-    "tests.fixtures_worker",
-    "tests.fixtures_operator",
-    "tests.fixtures_restore",
-]
+from tests.support import objects
+from tests.support.operator import Namespace, OperatorProcess, Operators, install_operator_rbac
+from tests.support.worker import FakeProvider, migrated, running_fake_provider
 
 TIERS = ("unit", "postgres", "cluster", "container", "e2e", "bench")
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,3 +176,97 @@ def pg_majors() -> Iterator[Callable[[int], PgCluster]]:
     finally:
         for cluster in started.values():
             cluster.stop()
+
+
+# -- The operator (cluster, container, e2e, bench) --------------------------------
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
+    """CRD and RBAC installed from manifests/; a kubeconfig holding the operator SA's token."""
+    return install_operator_rbac(kube_cluster)
+
+
+@pytest.fixture
+def operators(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Operators]:
+    """Start operator processes at will (restarts, two replicas); all stopped afterwards."""
+    ops = Operators(operator_kubeconfig, tmp_path)
+    try:
+        yield ops
+    finally:
+        ops.stop_all()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One cluster-wide operator replica shared by a test module (starting one takes seconds).
+
+    Modules that start their own processes (`operators`) must not use it at the same time.
+    """
+    ops = Operators(operator_kubeconfig, tmp_path_factory.mktemp("operator"))
+    try:
+        yield ops.start()
+    finally:
+        ops.stop_all()
+
+
+@pytest.fixture
+def backup_ns(kube_cluster: KubeCluster, namespace: str, operator_kubeconfig: Path) -> Namespace:
+    """A fresh namespace with the `backups` PVC (the pgpass Secret is up to each test)."""
+    ns = Namespace(kube_cluster, namespace)
+    ns.add_pvc()
+    return ns
+
+
+# -- Dump sources and targets (postgres, container, bench) ------------------------
+@pytest.fixture(scope="session")
+def big_db(pg_cluster: PgCluster) -> Iterator[str]:
+    """A database of >= 600 MB (10x the runner's memory bound), built once per session."""
+    name = "learnops_big"
+    pg_cluster.create_database(name)
+    pg_cluster.fill_mb(name, 600)
+    try:
+        yield name
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[ObjectServer]:
+    yield from objects.serve("s3")
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[ObjectServer]:
+    yield from objects.serve("gcs")
+
+
+@pytest.fixture(scope="session")
+def azure_server() -> Iterator[ObjectServer]:
+    yield from objects.serve("azureBlob")
+
+
+@pytest.fixture
+def bucket_of() -> Callable[[ObjectServer], str]:
+    """Creates fresh buckets on a server: bucket_of(server) -> name."""
+
+    def make(server: ObjectServer) -> str:
+        name = f"t-{secrets.token_hex(5)}"
+        server.create_bucket(name)
+        return name
+
+    return make
+
+
+# -- The worker (postgres, unit, e2e) ----------------------------------------------
+@pytest.fixture
+def worker_db(pg_db: Conn) -> Conn:
+    """A fresh database with the worker schema and the test side tables."""
+    migrated(pg_db)
+    return pg_db
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[FakeProvider]:
+    with running_fake_provider() as fake:
+        yield fake

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.fixtures_dump import DumpWorld, create_dump_role, start_runner
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, create_dump_role, start_runner
 
 ROUNDS = 7
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"

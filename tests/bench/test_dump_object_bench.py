@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.bench.test_dump_bench import PG_DUMP, PeakRss
-from tests.fixtures_dump import DumpWorld, create_dump_role, start_runner
-from tests.fixtures_objects import make_age_key, object_env
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, create_dump_role, start_runner
+from tests.support.objects import make_age_key, object_env
 
 ROUNDS = 3
 

@@ -21,8 +21,8 @@ from kubernetes.client.exceptions import ApiException
 from learnops_operator import builders
 from learnops_operator.spec import Owner, parse
 
-from tests.fixtures_operator import Operators, backup, wait_for
 from tests.harness.kube import KubeCluster
+from tests.support.operator import Operators, backup, wait_for
 
 COUNT = 500
 CLIENT_THREADS = 16

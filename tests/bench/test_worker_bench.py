@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_worker import ROOT, connect, scalar
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.worker import ROOT, connect, scalar
 
 JOBS = 20_000
 REPEATS = 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fixtures_operator import Namespace, OperatorProcess, wait_for
+from tests.support.operator import Namespace, OperatorProcess, wait_for
 
 WORKER = "app.kubernetes.io/component=learning-worker"
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
-from tests.fixtures_ship import render
 from tests.harness import promtool
+from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
+from tests.support.ship import render
 
 SCRATCH = {"host": "scratch.example", "user": "drill", "pgpassSecretRef": {"name": "scratch"}}
 

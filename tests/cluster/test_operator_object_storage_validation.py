@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import backup
 from tests.harness.kube import KubeCluster
+from tests.support.operator import backup
 
 RECIPIENT = "age1tv4pvfx5eddkcpklpfyzt2p00sxt00nuuh9cs32zudk4wv7x432qqlfjq6"
 S3 = {"bucket": "learnops-backups", "credentialsSecretRef": {"name": "s3-creds"}}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import Namespace, OperatorProcess, Operators, backup, wait_for
+from tests.support.operator import Namespace, OperatorProcess, Operators, backup, wait_for
 
 DIGEST = "sha256:" + "d" * 64
 

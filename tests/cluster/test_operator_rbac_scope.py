@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures_operator import OPERATOR_SA, Namespace, Operators, backup, wait_for
-from tests.fixtures_ship import CHART, KUBE_VERSION, helm, kustomize
 from tests.harness.kube import KubeCluster
+from tests.support.operator import OPERATOR_SA, Namespace, Operators, backup, wait_for
+from tests.support.ship import CHART, KUBE_VERSION, helm, kustomize
 
 
 def can_i(kube: KubeCluster, user: str, verb: str, resource: str, *where: str) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tests.fixtures_operator import (
+from tests.harness.kube import KubeCluster
+from tests.support.operator import (
     OPERATOR_SA,
     Namespace,
     OperatorProcess,
     backup,
     wait_for,
 )
-from tests.harness.kube import KubeCluster
 
 
 def _ready(ns: Namespace, name: str) -> bool:

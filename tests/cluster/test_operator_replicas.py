@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tests.fixtures_operator import (
+from tests.support.operator import (
     OPERATOR_NAMESPACE,
     Namespace,
     OperatorProcess,

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import (
+from tests.harness.kube import KubeCluster
+from tests.support.operator import (
     OPERATOR_SA,
     Namespace,
     OperatorProcess,
@@ -21,8 +22,7 @@ from tests.fixtures_operator import (
     restore_summary,
     wait_for,
 )
-from tests.fixtures_operator import RESTORE_SHA as SHA
-from tests.harness.kube import KubeCluster
+from tests.support.operator import RESTORE_SHA as SHA
 
 
 def restore(name: str, **spec: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ pods that really run: tests/e2e/test_operator_e2e.py.
 
 from __future__ import annotations
 
-from tests.fixtures_operator import (
+from tests.support.operator import (
     Namespace,
     OperatorProcess,
     backup,

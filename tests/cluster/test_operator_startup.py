@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_operator import (
+from tests.harness.kube import KubeCluster
+from tests.support.operator import (
     CRD,
     Namespace,
     OperatorProcess,
@@ -21,7 +22,6 @@ from tests.fixtures_operator import (
     backup,
     wait_for,
 )
-from tests.harness.kube import KubeCluster
 
 RAW_DUMP_MARKERS = ("HTTP response headers", "HTTP response body", "Traceback", "'kind': 'Status'")
 

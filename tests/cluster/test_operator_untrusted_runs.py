@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
 from tests.harness.kube import KubeCluster
+from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
 
 
 def _status(ns: Namespace, name: str) -> dict[str, Any]:

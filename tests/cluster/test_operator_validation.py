@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import backup
 from tests.harness.kube import KubeCluster
+from tests.support.operator import backup
 
 
 def _admit(cluster: KubeCluster, namespace: str, manifest: dict[str, Any]) -> tuple[bool, str]:

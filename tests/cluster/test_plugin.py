@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import (
+from tests.harness.kube import KubeCluster
+from tests.support.operator import (
     Namespace,
     OperatorProcess,
     backup,
@@ -25,7 +26,6 @@ from tests.fixtures_operator import (
     restore_summary,
     wait_for,
 )
-from tests.harness.kube import KubeCluster
 
 BIN = Path(sys.executable).parent  # where `uv sync` installed kubectl-learnops
 

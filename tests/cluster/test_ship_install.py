@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import OperatorProcess
-from tests.fixtures_ship import CHART, KUBE_VERSION, MANIFESTS, helm
 from tests.harness.kube import KubeCluster
 from tests.harness.wait import wait_for
+from tests.support.operator import OperatorProcess
+from tests.support.ship import CHART, KUBE_VERSION, MANIFESTS, helm
 
 CRD = "databasebackups.learnops.io"
 CRDS = (CRD, "databaserestores.learnops.io")

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import OperatorProcess, wait_for
-from tests.fixtures_ship import MANIFESTS, kustomize
 from tests.harness.kube import KubeCluster
+from tests.support.operator import OperatorProcess, wait_for
+from tests.support.ship import MANIFESTS, kustomize
 
 SAMPLE_NS = "learnops"
 SAMPLE = "learnops-nightly"

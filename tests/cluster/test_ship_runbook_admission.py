@@ -7,8 +7,8 @@ import json
 
 import yaml
 
-from tests.fixtures_ship import CRD_SOURCE, MANIFESTS, yaml_objects
 from tests.harness.kube import KubeCluster
+from tests.support.ship import CRD_SOURCE, MANIFESTS, yaml_objects
 
 CRD = "databasebackups.learnops.io"
 RESTORE_CRD = MANIFESTS / "crds" / "learnops.io_databaserestores.yaml"

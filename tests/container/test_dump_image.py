@@ -11,7 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures_dump import (
+from tests.harness.containers import RUNTIME_UID, Engine
+from tests.harness.dumpimage import CI_MAJORS
+from tests.harness.postgres import SUPPORTED_MAJORS, Conn, PgCluster
+from tests.support.dump import (
     ProcSampler,
     create_dump_role,
     files_containing,
@@ -20,9 +23,6 @@ from tests.fixtures_dump import (
     secret_forms,
     table_checksums,
 )
-from tests.harness.containers import RUNTIME_UID, Engine
-from tests.harness.dumpimage import CI_MAJORS
-from tests.harness.postgres import SUPPORTED_MAJORS, Conn, PgCluster
 
 FS_GROUP = 2000
 SECRET_DIR = "/var/run/secrets/learnops/db"

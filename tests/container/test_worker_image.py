@@ -7,10 +7,10 @@ import subprocess
 import urllib.request
 import uuid
 
-from tests.fixtures_worker import enqueue, scalar, wait_until
 from tests.harness.containers import Engine
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
+from tests.support.worker import enqueue, scalar, wait_until
 
 SECRET_DIR = "/var/run/secrets/learnops/db"
 FS_GROUP = 2000

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_operator import install_operator_rbac
 from tests.harness import tiers
 from tests.harness.containers import Engine
 from tests.harness.kind import KindCluster, log
@@ -22,6 +21,7 @@ from tests.harness.kube import KubeCluster
 from tests.harness.platform import IMAGES, Platform, build_image
 from tests.harness.podpostgres import NODEPORT, PodPostgres
 from tests.harness.postgres import Conn
+from tests.support.operator import install_operator_rbac
 
 REPO = Path(__file__).resolve().parents[2]
 # pytest-timeout counts fixture setup: the first e2e test also pays for the platform (a cold

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fixtures_operator import DUMP_IMAGE, Namespace, OperatorProcess, backup, wait_for
 from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
+from tests.support.operator import DUMP_IMAGE, Namespace, OperatorProcess, backup, wait_for
 
 
 @pytest.fixture

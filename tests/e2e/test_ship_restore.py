@@ -15,12 +15,12 @@ from typing import Any
 
 from psycopg import sql
 
-from tests.fixtures_operator import Namespace, OperatorProcess, wait_for
-from tests.fixtures_ship import yaml_objects
 from tests.harness.kube import KubeCluster
 from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
+from tests.support.operator import Namespace, OperatorProcess, wait_for
+from tests.support.ship import yaml_objects
 
 TABLES = ("courses", "tasks", "submissions")
 

@@ -12,12 +12,12 @@ from typing import Any, cast
 
 import pytest
 
-from tests.fixtures_worker import SIDE_TABLES
 from tests.harness.kube import KubeCluster
 from tests.harness.platform import VERSION
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for
+from tests.support.worker import SIDE_TABLES
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "learnops"

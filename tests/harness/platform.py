@@ -31,7 +31,8 @@ DEMO_IMAGES = {
 IMAGES = {
     **DEMO_IMAGES,
     "learnops-smoke:test": ("tests/container/smoke/Dockerfile", "tests/container/smoke"),
-    # the worker image plus tests/worker_handlers.py (built after the worker image it extends)
+    # the worker image plus tests/support/worker_handlers.py (built after the worker image it
+    # extends)
     f"learnops/learning-worker:{VERSION}-e2e": ("tests/e2e/worker-image/Dockerfile", "tests"),
 }  # fmt: skip
 

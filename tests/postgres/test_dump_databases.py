@@ -12,15 +12,15 @@ from pathlib import Path
 
 from psycopg import sql
 
-from tests.fixtures_dump import (
+from tests.harness.dumpimage import CI_MAJORS
+from tests.harness.postgres import PgCluster
+from tests.support.dump import (
     DumpWorld,
     client_dirs,
     locked,
     run_runner,
     table_checksums,
 )
-from tests.harness.dumpimage import CI_MAJORS
-from tests.harness.postgres import PgCluster
 
 ODD_NAME = "Kurs 2026/ä b.c"  # not file-name safe: '/', '.', space, non-ASCII
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import (
+from tests.harness.net import free_port
+from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import (
     DumpWorld,
     ProcSampler,
     canary_password,
@@ -25,8 +27,6 @@ from tests.fixtures_dump import (
     start_runner,
     wait_for_child,
 )
-from tests.harness.net import free_port
-from tests.harness.postgres import Conn, PgCluster
 
 REAL_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import PgCluster, major_bindir
+from tests.support.dump import (
     DumpWorld,
     canary_password,
     create_dump_role,
@@ -20,7 +21,6 @@ from tests.fixtures_dump import (
     run_runner,
     table_checksums,
 )
-from tests.harness.postgres import PgCluster, major_bindir
 
 SCRAM = "SCRAM-SHA-256$"
 

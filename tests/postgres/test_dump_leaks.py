@@ -11,7 +11,8 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import (
     DumpWorld,
     ProcSampler,
     fake_clients,
@@ -20,7 +21,6 @@ from tests.fixtures_dump import (
     secret_forms,
     url_of,
 )
-from tests.harness.postgres import Conn, PgCluster
 
 # Each prints what a careless tool would: its environment, its argv, the pgpass it was given,
 # on stderr, before doing the real work (or failing after it).

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_dump import (
+from tests.harness.dumpimage import CI_MAJORS
+from tests.harness.postgres import SUPPORTED_MAJORS, PgCluster
+from tests.support.dump import (
     DumpWorld,
     client_dirs,
     create_dump_role,
     run_runner,
     table_checksums,
 )
-from tests.harness.dumpimage import CI_MAJORS
-from tests.harness.postgres import SUPPORTED_MAJORS, PgCluster
 
 FORMATS = ("custom", "plain", "directory")
 COMPRESSIONS = ("none", "gzip:1", "zstd:3", "lz4:1")

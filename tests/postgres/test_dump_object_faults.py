@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_dump import DumpWorld, create_dump_role, run_runner, start_runner
-from tests.fixtures_objects import add_noise, object_env
 from tests.harness import faultproxy
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import Conn, PgCluster
 from tests.harness.wait import wait_for
+from tests.support.dump import DumpWorld, create_dump_role, run_runner, start_runner
+from tests.support.objects import add_noise, object_env
 
 PART = 8 * 1024 * 1024
 

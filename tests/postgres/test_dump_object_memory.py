@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.fixtures_dump import DumpWorld, create_dump_role, start_runner
-from tests.fixtures_objects import object_env
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, create_dump_role, start_runner
+from tests.support.objects import object_env
 
 RSS_BOUND_KIB = 64 * 1024
 

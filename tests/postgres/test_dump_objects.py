@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import DumpWorld, ProcSampler, pgpass_line, run_runner
-from tests.fixtures_objects import AgeKey, object_env, table_fingerprints
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, ProcSampler, pgpass_line, run_runner
+from tests.support.objects import AgeKey, object_env, table_fingerprints
 
 
 def _json(server: ObjectServer, bucket: str, key: str) -> dict[str, object]:
@@ -130,7 +130,7 @@ def test_encrypted_bytes_are_unreadable_and_a_wrong_identity_fails_clearly(
     for clear in (b"PGDMP", b"submissions", b"courses", b"CREATE TABLE"):
         assert clear not in stored
 
-    from tests.fixtures_objects import make_age_key
+    from tests.support.objects import make_age_key
 
     wrong = make_age_key(tmp_path / "wrong")
     bad = run_runner({**env, "BACKUP_AGE_IDENTITY_FILE": str(wrong.identity)}, "verify", artifact)
@@ -172,7 +172,7 @@ def test_a_dump_of_several_parts_uploads_and_verifies_on_each_server(
     object_server: ObjectServer,
     bucket_of: Callable[[ObjectServer], str],
 ) -> None:
-    from tests.fixtures_objects import add_noise
+    from tests.support.objects import add_noise
 
     add_noise(pg_cluster, dump_world.conn, 30)
     bucket = bucket_of(object_server)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import (
     DumpWorld,
     ProcSampler,
     create_dump_role,
@@ -17,7 +18,6 @@ from tests.fixtures_dump import (
     run_runner,
     start_runner,
 )
-from tests.harness.postgres import Conn, PgCluster
 
 RSS_BOUND_KIB = 50 * 1024
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import DumpWorld, files_containing, pgpass_line, run_runner
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import DumpWorld, files_containing, pgpass_line, run_runner
 
 TABLES = ("public.courses", "public.submissions", "public.tasks")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fixtures_dump import DumpWorld, run_runner
+from tests.support.dump import DumpWorld, run_runner
 
 LAST_ONE = "last=1,daily=0,weekly=0,monthly=0"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.fixtures_dump import DumpWorld, ProcSampler, files_containing, run_runner, url_of
+from tests.support.dump import DumpWorld, ProcSampler, files_containing, run_runner, url_of
 
 
 def _manifests(world: DumpWorld) -> list[dict[str, object]]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import (
     DUMP_SRC,
     DumpWorld,
     ProcSampler,
@@ -29,7 +30,6 @@ from tests.fixtures_dump import (
     url_of,
     wait_for_child,
 )
-from tests.harness.postgres import Conn, PgCluster
 
 UID, FS_GROUP = 65532, 2000
 SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter lives under root's 0700 home

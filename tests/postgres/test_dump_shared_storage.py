@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import PgCluster
+from tests.support.dump import (
     DumpWorld,
     locked,
     pgpass_line,
@@ -21,7 +22,6 @@ from tests.fixtures_dump import (
     start_runner,
     wait_for_child,
 )
-from tests.harness.postgres import PgCluster
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_dump import (
+from tests.harness.postgres import PgCluster
+from tests.support.dump import (
     DumpWorld,
     children_of,
     fake_clients,
@@ -19,7 +20,6 @@ from tests.fixtures_dump import (
     run_runner,
     start_runner,
 )
-from tests.harness.postgres import PgCluster
 
 
 def _backup(world: DumpWorld, **env: str) -> dict[str, object]:

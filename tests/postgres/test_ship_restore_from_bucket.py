@@ -15,11 +15,11 @@ from pathlib import Path
 
 from psycopg import sql
 
-from tests.fixtures_dump import DumpWorld, pgpass_line, run_runner
-from tests.fixtures_objects import AgeKey, object_env, table_fingerprints
-from tests.fixtures_ship import yaml_objects
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, pgpass_line, run_runner
+from tests.support.objects import AgeKey, object_env, table_fingerprints
+from tests.support.ship import yaml_objects
 
 
 def _job() -> dict[str, object]:

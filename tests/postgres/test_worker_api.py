@@ -17,8 +17,8 @@ from learnops_worker import api
 from learnops_worker.errors import InvalidKind, InvalidPayload, JobNotFound
 from learnops_worker.models import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, JobStatus
 
-from tests.fixtures_worker import WorkerProc, connect, run_cli, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, connect, run_cli, scalar, wait_until
 
 BAD_KINDS = ["", "Feedback", "feedback ", " feedback", "feed back", "1feedback", "x" * 65, "é"]
 

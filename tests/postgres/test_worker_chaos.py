@@ -8,8 +8,8 @@ import random
 import signal
 import time
 
-from tests.fixtures_worker import OwnPostgres, WorkerProc, connect, env_for, scalar, wait_until
 from tests.harness.net import free_port
+from tests.support.worker import OwnPostgres, WorkerProc, connect, env_for, scalar, wait_until
 
 TOTAL, POISON, RUNAWAY = 2000, 20, 20
 PROCESSES = 4

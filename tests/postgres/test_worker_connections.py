@@ -7,7 +7,9 @@ import signal
 import time
 from collections.abc import Callable
 
-from tests.fixtures_worker import (
+from tests.harness.net import free_port
+from tests.harness.postgres import Conn
+from tests.support.worker import (
     BlackHoleProxy,
     FakeProvider,
     OwnPostgres,
@@ -17,8 +19,6 @@ from tests.fixtures_worker import (
     scalar,
     wait_until,
 )
-from tests.harness.net import free_port
-from tests.harness.postgres import Conn
 
 OUTAGE_SECONDS = 90
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.fixtures_worker import WorkerProc, enqueue, run_cli, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, enqueue, run_cli, scalar, wait_until
 
 
 def status(db: Conn, job_id: int) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.fixtures_worker import FakeProvider, WorkerProc, connect, enqueue, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import FakeProvider, WorkerProc, connect, enqueue, scalar, wait_until
 
 SUBMISSION = {
     "task_prompt": "Explain what an index is for.",

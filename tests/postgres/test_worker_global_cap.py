@@ -9,8 +9,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.fixtures_worker import WorkerProc, connect, enqueue, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
 
 
 def test_the_global_cap_is_never_exceeded_under_load(

@@ -7,8 +7,8 @@ import signal
 import time
 from collections.abc import Callable
 
-from tests.fixtures_worker import WorkerProc, connect, enqueue, scalar, wait_until
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
 
 
 def status(db: Conn, job_id: int) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_worker import WorkerProc, enqueue, run_cli, scalar, wait_until
 from tests.harness.net import free_port
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, enqueue, run_cli, scalar, wait_until
 
 
 def started(db: Conn, job_id: int) -> bool:
@@ -112,10 +112,13 @@ def test_concurrency_zero_is_a_configuration_error(worker_db: Conn) -> None:
     [
         ("feedback", "has no '='"),
         ("x=nosuch_module_xyz:run", "cannot import module 'nosuch_module_xyz'"),
-        ("x=tests.worker_handlers:missing", "has no 'missing'"),
-        ("x=tests.worker_handlers:not_callable", "is not callable"),
-        ("x=tests.worker_handlers", "target must be module:function"),
-        ("x=tests.worker_handlers:record,x=tests.worker_handlers:flaky", "kind 'x' twice"),
+        ("x=tests.support.worker_handlers:missing", "has no 'missing'"),
+        ("x=tests.support.worker_handlers:not_callable", "is not callable"),
+        ("x=tests.support.worker_handlers", "target must be module:function"),
+        (
+            "x=tests.support.worker_handlers:record,x=tests.support.worker_handlers:flaky",
+            "kind 'x' twice",
+        ),
     ],
 )
 def test_handler_loading_errors_are_clear(worker_db: Conn, spec: str, message: str) -> None:

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from learnops_worker import migrate
 
-from tests.fixtures_worker import ROOT, connect, run_cli, scalar, worker_env
 from tests.harness.postgres import Conn, PgCluster
 from tests.postgres.test_worker_queue import PACKAGE, catalog
+from tests.support.worker import ROOT, connect, run_cli, scalar, worker_env
 
 JOBS = 100_000
 

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_worker import (
+from tests.harness.postgres import Conn
+from tests.support.worker import (
     FakeProvider,
     WorkerProc,
     connect,
@@ -15,7 +16,6 @@ from tests.fixtures_worker import (
     scalar,
     wait_until,
 )
-from tests.harness.postgres import Conn
 
 
 def row(db: Conn, job_id: int) -> dict[str, Any]:

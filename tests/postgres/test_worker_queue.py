@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.fixtures_worker import (
+from tests.harness.postgres import Conn, PgCluster
+from tests.support.worker import (
     WorkerProc,
     connect,
     enqueue,
@@ -14,7 +15,6 @@ from tests.fixtures_worker import (
     scalar,
     wait_until,
 )
-from tests.harness.postgres import Conn, PgCluster
 
 PACKAGE = Path(__file__).resolve().parents[2] / "images/learning-worker/learnops_worker"
 

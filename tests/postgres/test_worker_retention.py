@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.fixtures_worker import WorkerProc, connect, enqueue, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
 
 OLD_SUCCEEDED, OLD_FAILED, KEPT = 60_000, 40_000, 3_000
 

@@ -7,8 +7,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from tests.fixtures_worker import WorkerProc, connect, scalar, wait_until
 from tests.harness.postgres import Conn
+from tests.support.worker import WorkerProc, connect, scalar, wait_until
 
 POLL = "30"  # seconds: any start within 1 s must have come from a notification
 

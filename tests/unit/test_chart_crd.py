@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures_ship import CHART, CRD_CHART_COPY, CRD_SOURCE, MANIFESTS, normalized, render
+from tests.support.ship import CHART, CRD_CHART_COPY, CRD_SOURCE, MANIFESTS, normalized, render
 
 RESTORE_CRD = "learnops.io_databaserestores.yaml"
 SOURCES = [CRD_SOURCE, MANIFESTS / "crds" / RESTORE_CRD]

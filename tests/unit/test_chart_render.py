@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_ship import (
+from tests.harness.validate import validation_errors
+from tests.support.ship import (
     CHART,
     KUBE_VERSION,
     WORKER_CAP,
@@ -20,7 +21,6 @@ from tests.fixtures_ship import (
     scenarios,
     values_args,
 )
-from tests.harness.validate import validation_errors
 
 # Kinds whose schemas kubernetes-validate lacks. DatabaseBackups are checked against our own CRD
 # instead; the Prometheus Operator's ServiceMonitor/PrometheusRule have no schema here, so they

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from tests.fixtures_ship import CHART
+from tests.support.ship import CHART
 
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?: |$)")
 

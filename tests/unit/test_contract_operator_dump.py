@@ -19,7 +19,7 @@ from learnops_dump.settings import Settings as DumpSettings
 from learnops_operator import builders, results
 from learnops_operator.spec import Owner, parse
 
-from tests.dump_contract import pod_env, runner_summary
+from tests.support.contract import pod_env, runner_summary
 
 OWNER = Owner(namespace="team-a", name="nightly", uid="u-1", generation=1)
 IMAGE = "registry.example/learnops/dump:1.2.3"

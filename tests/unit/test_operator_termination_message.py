@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from learnops_operator import results, status
 
-from tests.dump_contract import runner_summary
+from tests.support.contract import runner_summary
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 

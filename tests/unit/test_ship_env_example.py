@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_ship import ROOT
+from tests.support.ship import ROOT
 
 ENV_EXAMPLE = ROOT / ".env.example"
 CODE_DIRS = [

@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures_ship import (
+from tests.harness.validate import validation_errors
+from tests.support.ship import (
     MANIFESTS,
     WORKER_CAP,
     crd_validator,
@@ -16,7 +17,6 @@ from tests.fixtures_ship import (
     render,
     restricted_violations,
 )
-from tests.harness.validate import validation_errors
 
 
 def by_kind(docs: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_ship import (
+from tests.harness.validate import validation_errors
+from tests.support.ship import (
     MANIFESTS,
     RUNBOOK,
     blocks,
@@ -18,7 +19,6 @@ from tests.fixtures_ship import (
     restricted_violations,
     yaml_objects,
 )
-from tests.harness.validate import validation_errors
 
 RESTORE_CRD = MANIFESTS / "crds" / "learnops.io_databaserestores.yaml"
 

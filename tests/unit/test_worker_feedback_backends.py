@@ -18,7 +18,7 @@ from learnops_worker.models import Job
 from learnops_worker.openai_client import chat_completion, parse_retry_after
 from learnops_worker.settings import Secret, Settings
 
-from tests.fixtures_worker import FakeProvider
+from tests.support.worker import FakeProvider
 
 RUBRIC = [
     {"criterion": "storage", "keywords": ["index", "b-tree"], "points": 4},

@@ -10,7 +10,8 @@ from learnops_worker.queries import Q, parse
 
 def test_a_spec_extends_and_replaces_the_builtins() -> None:
     table = handlers.load(
-        " grade = tests.worker_handlers:record , feedback=tests.worker_handlers:flaky,"
+        " grade = tests.support.worker_handlers:record ,"
+        " feedback=tests.support.worker_handlers:flaky,"
     )
     assert set(table) == {"feedback", "noop", "grade"}
     assert table["grade"].__name__ == "record"
@@ -45,8 +46,8 @@ def test_malformed_specs_are_rejected_with_the_entry_named(spec: str, message: s
             "k=no_such_module_abc:f",
             "cannot import module 'no_such_module_abc'.*ModuleNotFoundError",
         ),
-        ("k=tests.worker_handlers:nope", "has no 'nope'"),
-        ("k=tests.worker_handlers:not_callable", "is not callable"),
+        ("k=tests.support.worker_handlers:nope", "has no 'nope'"),
+        ("k=tests.support.worker_handlers:not_callable", "is not callable"),
     ],
 )
 def test_unloadable_targets_are_config_errors(spec: str, message: str) -> None:

@@ -21,7 +21,7 @@ import yaml
 from tests.harness import tiers
 from tests.harness.validate import load_all
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "learnops"
 MANIFESTS = ROOT / "manifests"
 CRD_SOURCE = MANIFESTS / "crds" / "learnops.io_databasebackups.yaml"

@@ -1,5 +1,5 @@
-"""Fixtures and helpers for the worker tests: migrated databases, worker subprocesses,
-a fake OpenAI-compatible server."""
+"""Helpers for the worker tests: migrated databases, worker subprocesses, a fake
+OpenAI-compatible server, a PostgreSQL of one's own and a black-hole proxy."""
 
 from __future__ import annotations
 
@@ -21,16 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from learnops_worker import migrate
 from psycopg.types.json import Jsonb
 
-from tests.harness import tiers
-from tests.harness.net import free_port, wait_port
-from tests.harness.postgres import Conn, PgCluster, pg_bindir
+from tests.harness.net import wait_port
+from tests.harness.postgres import Conn, PgCluster
 from tests.harness.wait import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every write to succeeded is recorded by this trigger: "completed twice" becomes countable.
 SIDE_TABLES = """
@@ -59,7 +57,7 @@ FAST = {
     "WORKER_BACKOFF_MAX_SECONDS": "0.5",
     "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
     "WORKER_HANDLERS": ",".join(
-        f"{kind}=tests.worker_handlers:{func}"
+        f"{kind}=tests.support.worker_handlers:{func}"
         for kind, func in {
             "record": "record",
             "flaky": "flaky",
@@ -88,13 +86,6 @@ def migrated(conn: Conn) -> None:
     with connect(conn) as c:
         migrate.apply(c)
         c.execute(SIDE_TABLES.encode())
-
-
-@pytest.fixture
-def worker_db(pg_db: Conn) -> Conn:
-    """A fresh database with the worker schema and the test side tables."""
-    migrated(pg_db)
-    return pg_db
 
 
 def worker_env(conn: Conn, **extra: str) -> dict[str, str]:
@@ -218,23 +209,6 @@ class WorkerProc:
             self.wait()
 
 
-@pytest.fixture
-def workers(worker_db: Conn) -> Iterator[Callable[..., WorkerProc]]:
-    """Start worker subprocesses against worker_db; all are killed at the end."""
-    started: list[WorkerProc] = []
-
-    def start(*, http: bool = False, **env: str) -> WorkerProc:
-        port = free_port() if http else 0
-        w = WorkerProc(worker_db, worker_env(worker_db, WORKER_HTTP_PORT=str(port), **env), port)
-        started.append(w.start())
-        return w
-
-    yield start
-    for w in started:
-        w.stop()
-        w.log_path.unlink(missing_ok=True)
-
-
 # -- a fake OpenAI-compatible provider -----------------------------------------
 @dataclass
 class FakeProvider:
@@ -255,8 +229,9 @@ class FakeProvider:
         return f"http://127.0.0.1:{self.port}/v1"
 
 
-@pytest.fixture
-def fake_provider() -> Iterator[FakeProvider]:
+@contextlib.contextmanager
+def running_fake_provider() -> Iterator[FakeProvider]:
+    """A FakeProvider served on a free loopback port, with a fresh canary API key."""
     fake = FakeProvider(api_key="sk-canary-" + os.urandom(6).hex())
 
     class Handler(BaseHTTPRequestHandler):
@@ -300,16 +275,6 @@ def fake_provider() -> Iterator[FakeProvider]:
         server.server_close()
 
 
-# -- the image -------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def worker_image(container_engine: Any) -> str:
-    """images/learning-worker built once per session (context: the repository root)."""
-    tag: str = container_engine.build(
-        "learnops-learning-worker:test", ROOT / "images/learning-worker/Dockerfile", ROOT
-    )
-    return tag
-
-
 # -- a PostgreSQL of one's own, to stop, restart and black-hole -----------------------------
 @dataclass
 class OwnPostgres:
@@ -340,20 +305,6 @@ class OwnPostgres:
             "pg_ctl", "-D", str(c.data), "-l", str(c.logfile), "-o", self._opts(),
             "-m", "immediate", "-w", "restart",
         )  # fmt: skip
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[OwnPostgres]:
-    bindir = pg_bindir()
-    if bindir is None:
-        tiers.unavailable("postgres", "no PostgreSQL server binaries (apt-get install postgresql)")
-    cluster = PgCluster(bindir).start()
-    try:
-        own = OwnPostgres(cluster, cluster.create_database("worker_own"))
-        migrated(own.db)
-        yield own
-    finally:
-        cluster.stop()
 
 
 def env_for(conn: Conn, url: str | None = None, **extra: str) -> dict[str, str]:
@@ -425,12 +376,3 @@ class BlackHoleProxy:
             for s in self._sockets:
                 with contextlib.suppress(OSError):
                     s.close()
-
-
-@pytest.fixture
-def black_hole_proxy(worker_db: Conn) -> Iterator[BlackHoleProxy]:
-    proxy = BlackHoleProxy(worker_db.host, worker_db.port)
-    try:
-        yield proxy
-    finally:
-        proxy.close()

@@ -1,4 +1,4 @@
-"""Fixtures for the operator tests: the installed CRD + RBAC, and real operator processes.
+"""Helpers for the operator tests: the installed CRD + RBAC, and real operator processes.
 
 The operator always runs as its own ServiceAccount (a bound token from the TokenRequest API), so
 every API call it makes is checked against manifests/operator/rbac.yaml.
@@ -13,21 +13,19 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from learnops_dump.errors import ConnectionFailed
 
-from tests.dump_contract import runner_summary
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for as wait_for  # re-exported for the operator tests
+from tests.support.contract import runner_summary
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
 RESTORE_CRD = ROOT / "manifests/crds/learnops.io_databaserestores.yaml"
 RBAC = ROOT / "manifests/operator/rbac.yaml"
@@ -58,7 +56,7 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def dump_summary(prefix: str, ok: bool = True, **keys: Any) -> dict[str, Any]:
-    """The runner's own summary (tests/dump_contract.py) of one run of resource `prefix`;
+    """The runner's own summary (tests/support/contract.py) of one run of resource `prefix`;
     `keys` replace top-level keys afterwards (e.g. a multi-database run's lines)."""
     error = None if ok else ConnectionFailed("could not connect to server")
     started = datetime(2026, 11, 30, 2, tzinfo=UTC)
@@ -346,12 +344,6 @@ class Operators:
             print(f"--- {process.log.name} (last {len(tail)} lines)", *tail, sep="\n")
 
 
-@pytest.fixture(scope="session")
-def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
-    """CRD and RBAC installed from manifests/; a kubeconfig holding the operator SA's token."""
-    return install_operator_rbac(kube_cluster)
-
-
 def install_operator_rbac(kube_cluster: KubeCluster) -> Path:
     kube_cluster.kubectl("apply", "-f", str(CRD))
     kube_cluster.kubectl("apply", "-f", str(RESTORE_CRD))
@@ -365,36 +357,3 @@ def install_operator_rbac(kube_cluster: KubeCluster) -> Path:
         "crd/databaserestores.learnops.io",
     )
     return kube_cluster.kubeconfig_for(OPERATOR_SA)
-
-
-@pytest.fixture
-def operators(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Operators]:
-    """Start operator processes at will (restarts, two replicas); all stopped afterwards."""
-    ops = Operators(operator_kubeconfig, tmp_path)
-    try:
-        yield ops
-    finally:
-        ops.stop_all()
-
-
-@pytest.fixture(scope="module")
-def operator(
-    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """One cluster-wide operator replica shared by a test module (starting one takes seconds).
-
-    Modules that start their own processes (`operators`) must not use it at the same time.
-    """
-    ops = Operators(operator_kubeconfig, tmp_path_factory.mktemp("operator"))
-    try:
-        yield ops.start()
-    finally:
-        ops.stop_all()
-
-
-@pytest.fixture
-def backup_ns(kube_cluster: KubeCluster, namespace: str, operator_kubeconfig: Path) -> Namespace:
-    """A fresh namespace with the `backups` PVC (the pgpass Secret is up to each test)."""
-    ns = Namespace(kube_cluster, namespace)
-    ns.add_pvc()
-    return ns

@@ -1,4 +1,4 @@
-"""Fixtures for the dump tests: a canary role, a runner launcher and a /proc sampler."""
+"""Helpers for the dump tests: a canary role, a runner launcher and a /proc sampler."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 from psycopg import sql
 
 from tests.harness import tiers
-from tests.harness.containers import Engine
-from tests.harness.dumpimage import BundlesMissing, build_dump_image
 from tests.harness.postgres import Conn, PgCluster, major_bindir
 
-DUMP_SRC = Path(__file__).resolve().parent.parent / "images" / "dump"
+DUMP_SRC = Path(__file__).resolve().parents[2] / "images" / "dump"
 
 
 def canary_password() -> str:
@@ -219,52 +216,6 @@ def create_dump_role(
                     )
                 )
     return conn.with_db(dbname)
-
-
-@pytest.fixture
-def as_root() -> None:
-    """Tests that mount filesystems or switch uid need root (CI and this ground run as root)."""
-    if os.geteuid() != 0:
-        tiers.unavailable("postgres", "needs root (mount, setuid)")
-
-
-@pytest.fixture
-def dump_world(pg_cluster: PgCluster, pg_db: Conn, tmp_path: Path) -> DumpWorld:
-    """Storage + tmp + a canary role on a fresh sample database."""
-    return DumpWorld(tmp_path, create_dump_role(pg_cluster, pg_db.dbname))
-
-
-@pytest.fixture(scope="session")
-def big_db(pg_cluster: PgCluster) -> Iterator[str]:
-    """A database of >= 600 MB (10x the runner's memory bound), built once per session."""
-    name = "learnops_big"
-    pg_cluster.create_database(name)
-    pg_cluster.fill_mb(name, 600)
-    try:
-        yield name
-    finally:
-        pg_cluster.drop_database(name)
-
-
-@pytest.fixture(scope="session")
-def dump_image(container_engine: Engine) -> str:
-    """images/dump built once per session on the local bookworm base, clients 14-18 as CI has."""
-    try:
-        return build_dump_image(container_engine, "learnops-dump:test")
-    except BundlesMissing as exc:
-        tiers.unavailable("container", str(exc))
-
-
-@pytest.fixture(scope="session")
-def bench_db(pg_cluster: PgCluster) -> Iterator[str]:
-    """About 1 GB of pgbench tables (scale 70) for the benchmark."""
-    name = "learnops_bench"
-    pg_cluster.create_database(name)
-    pg_cluster.pgbench_init(name, 70)
-    try:
-        yield name
-    finally:
-        pg_cluster.drop_database(name)
 
 
 @contextlib.contextmanager

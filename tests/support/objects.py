@@ -1,65 +1,31 @@
-"""Fixtures for object-storage backups: the three real servers, buckets, age identities."""
+"""Helpers for object-storage backups: the three real servers, age identities, table checks."""
 
 from __future__ import annotations
 
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from psycopg import sql
 
-from tests.fixtures_dump import DumpWorld
 from tests.harness import tiers
 from tests.harness.objectservers import ObjectServer, ServerUnavailable, install, running
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import DumpWorld
 
 KINDS = ("s3", "gcs", "azureBlob")
 
 
-def _server(kind: str) -> Iterator[ObjectServer]:
+def serve(kind: str) -> Iterator[ObjectServer]:
+    """One real object-storage server of `kind` for as long as the generator runs."""
     try:
         with running(kind, install(kind)) as server:
             yield server
     except ServerUnavailable as exc:
         tiers.unavailable("postgres", str(exc))
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[ObjectServer]:
-    yield from _server("s3")
-
-
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[ObjectServer]:
-    yield from _server("gcs")
-
-
-@pytest.fixture(scope="session")
-def azure_server() -> Iterator[ObjectServer]:
-    yield from _server("azureBlob")
-
-
-@pytest.fixture(params=KINDS)
-def object_server(request: pytest.FixtureRequest) -> ObjectServer:
-    name = {"s3": "s3_server", "gcs": "gcs_server", "azureBlob": "azure_server"}[request.param]
-    server: ObjectServer = request.getfixturevalue(name)
-    return server
-
-
-@pytest.fixture
-def bucket_of() -> Callable[[ObjectServer], str]:
-    """Creates fresh buckets on a server: bucket_of(server) -> name."""
-
-    def make(server: ObjectServer) -> str:
-        name = f"t-{secrets.token_hex(5)}"
-        server.create_bucket(name)
-        return name
-
-    return make
 
 
 @dataclass(frozen=True)
@@ -82,11 +48,6 @@ def make_age_key(directory: Path) -> AgeKey:
     )
     secret_line = next(line for line in text.splitlines() if line.startswith("AGE-SECRET-KEY-"))
     return AgeKey(path, recipient, secret_line)
-
-
-@pytest.fixture
-def age_key(tmp_path: Path) -> AgeKey:
-    return make_age_key(tmp_path / "age")
 
 
 def table_fingerprints(pg_cluster: PgCluster, conn: Conn) -> dict[str, tuple[int, str]]:
