@@ -21,8 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from learnops_operator import builders
 from learnops_operator.spec import Owner, parse
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
-from tests.support.operator import Operators, backup, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Operators, backup
 
 COUNT = 500
 CLIENT_THREADS = 16
@@ -94,14 +96,7 @@ def _ready_count(custom: client.CustomObjectsApi, namespace: str) -> int:
     items: list[dict[str, Any]] = custom.list_namespaced_custom_object(
         "learnops.io", "v1alpha1", namespace, "databasebackups"
     )["items"]
-    return sum(
-        1
-        for b in items
-        if any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (b.get("status") or {}).get("conditions", [])
-        )
-    )
+    return sum(1 for b in items if condition(b.get("status"), "Ready").get("status") == "True")
 
 
 def test_500_backups_reconcile_next_to_500_direct_cronjobs(

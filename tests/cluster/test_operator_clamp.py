@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.operator import Namespace, OperatorProcess, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess
 
 WORKER = "app.kubernetes.io/component=learning-worker"
 

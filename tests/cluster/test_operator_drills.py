@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import promtool
-from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary
 from tests.support.ship import render
 
 SCRATCH = {"host": "scratch.example", "user": "drill", "pgpassSecretRef": {"name": "scratch"}}

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.operator import Namespace, OperatorProcess, Operators, backup, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess, Operators, backup
 
 DIGEST = "sha256:" + "d" * 64
 

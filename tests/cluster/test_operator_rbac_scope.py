@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from tests.harness.kube import KubeCluster
-from tests.support.operator import OPERATOR_SA, Namespace, Operators, backup, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import OPERATOR_SA, Namespace, Operators, backup
 from tests.support.ship import CHART, KUBE_VERSION, helm, kustomize
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     OPERATOR_SA,
     Namespace,
     OperatorProcess,
     backup,
-    wait_for,
 )
 
 

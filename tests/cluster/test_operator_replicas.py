@@ -8,13 +8,14 @@ import time
 from collections import Counter
 from typing import Any
 
+from tests.harness.conditions import condition
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     OPERATOR_NAMESPACE,
     Namespace,
     OperatorProcess,
     Operators,
     backup,
-    wait_for,
 )
 
 
@@ -30,14 +31,7 @@ def _holder(ns: Namespace) -> str | None:
 
 def _all_ready(ns: Namespace, count: int) -> bool:
     items = ns.items("databasebackups")
-    ready = [
-        b
-        for b in items
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (b.get("status") or {}).get("conditions", [])
-        )
-    ]
+    ready = [b for b in items if condition(b.get("status"), "Ready").get("status") == "True"]
     return len(ready) == count
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     OPERATOR_SA,
     Namespace,
     OperatorProcess,
     backup,
     restore_summary,
-    wait_for,
 )
 from tests.support.operator import RESTORE_SHA as SHA
 
@@ -297,7 +298,8 @@ def test_a_successful_restore_reports_artifact_checksum_counts_events_and_metric
     assert st["parallelJobs"] == 1
     assert st["startTime"]
     assert st["completionTime"]
-    (cond,) = [c for c in st["conditions"] if c["type"] == "Succeeded"]
+    cond = condition(st, "Succeeded")
+    assert cond, st
     assert (cond["status"], cond["reason"], cond["observedGeneration"]) == ("True", "Restored", 1)
     assert [e["type"] for e in backup_ns.events("RestoreStarted")] == ["Normal"]
     assert [e["type"] for e in backup_ns.events("RestoreSucceeded")] == ["Normal"]
@@ -356,7 +358,8 @@ def test_each_failure_reason_reaches_status_with_a_warning_event(
     backup_ns.run_job(job["metadata"]["name"], exit_code, summary or {})
     st = _settled(backup_ns, "r2")
     assert (st["phase"], st["reason"]) == ("Failed", reason), st
-    (cond,) = [c for c in st["conditions"] if c["type"] == "Succeeded"]
+    cond = condition(st, "Succeeded")
+    assert cond, st
     assert (cond["status"], cond["reason"]) == ("False", reason)
     if summary and summary.get("mismatches"):
         assert st["rowCounts"]["mismatches"] == summary["mismatches"]

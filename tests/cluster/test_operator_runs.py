@@ -6,11 +6,11 @@ pods that really run: tests/e2e/test_operator_e2e.py.
 
 from __future__ import annotations
 
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     Namespace,
     OperatorProcess,
     backup,
-    wait_for,
 )
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     CRD,
     Namespace,
     OperatorProcess,
     Operators,
     backup,
-    wait_for,
 )
 
 RAW_DUMP_MARKERS = ("HTTP response headers", "HTTP response body", "Traceback", "'kind': 'Status'")

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
-from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess, backup, dump_summary
 
 
 def _status(ns: Namespace, name: str) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def test_a_job_with_our_labels_but_no_owner_is_not_a_backup(
     wait_for(
         lambda: (
             (j := backup_ns.get("job", "nightly-forged") or {})
-            and any(c["type"] == "Complete" for c in j.get("status", {}).get("conditions") or ())
+            and condition(j.get("status"), "Complete")
         ),
         30,
         "the forged Job to complete",

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
 from tests.support.operator import (
     Namespace,
     OperatorProcess,
     backup,
     dump_summary,
     restore_summary,
-    wait_for,
 )
 
 BIN = Path(sys.executable).parent  # where `uv sync` installed kubectl-learnops
@@ -231,7 +232,7 @@ def test_status_shows_a_backup_or_a_restore_and_exit_codes_for_missing_and_unrea
         plugin(kube_cluster, "status", "nightly", "-n", nightly.name, "-o", "json").stdout
     )
     assert data["kind"] == "DatabaseBackup"
-    assert any(c["type"] == "Ready" for c in data["status"]["conditions"])
+    assert condition(data["status"], "Ready")
     missing = plugin(kube_cluster, "-n", nightly.name, "status", "nope")
     assert missing.returncode == 3
     assert "no DatabaseBackup or DatabaseRestore" in missing.stderr

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
 from tests.harness.wait import wait_for
 from tests.support.operator import OperatorProcess
@@ -260,8 +261,7 @@ def test_the_operator_runs_with_the_charts_settings_and_rbac(
 
         def ready(name: str) -> bool:
             body = get_json(kube_cluster, "databasebackup", name, "-n", ns)
-            conditions = (body.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            return condition(body.get("status"), "Ready").get("status") == "True"
 
         wait_for(lambda: ready("learnops-nightly") and ready("learnops-hourly"), 60, "Ready=True")
         lease = get_json(kube_cluster, "lease", f"{release}-learnops-operator", "-n", ns)

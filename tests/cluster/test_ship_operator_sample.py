@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
-from tests.support.operator import OperatorProcess, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import OperatorProcess
 from tests.support.ship import MANIFESTS, kustomize
 
 SAMPLE_NS = "learnops"
@@ -73,18 +75,16 @@ def get(kube: KubeCluster, *args: str) -> dict[str, Any] | None:
     return data
 
 
-def condition(kube: KubeCluster, kind: str) -> str | None:
+def condition_status(kube: KubeCluster, kind: str) -> str | None:
     body = get(kube, "databasebackup", SAMPLE) or {}
-    for cond in (body.get("status") or {}).get("conditions") or []:
-        if cond["type"] == kind:
-            return str(cond["status"])
-    return None
+    status = condition(body.get("status"), kind).get("status")
+    return None if status is None else str(status)
 
 
 def test_the_deployed_operator_reconciles_the_sample_and_its_backup_pod_is_admitted(
     kube_cluster: KubeCluster, operator_as_deployed: OperatorProcess
 ) -> None:
-    wait_for(lambda: condition(kube_cluster, "Ready") == "True", 40, "sample Ready=True")
+    wait_for(lambda: condition_status(kube_cluster, "Ready") == "True", 40, "sample Ready=True")
     cronjob = get(kube_cluster, "cronjob", f"{SAMPLE}-backup")
     assert cronjob is not None
     assert cronjob["spec"]["timeZone"] == "Europe/Berlin"

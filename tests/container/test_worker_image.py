@@ -10,7 +10,8 @@ import uuid
 from tests.harness.containers import Engine
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
-from tests.support.worker import enqueue, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import enqueue, scalar
 
 SECRET_DIR = "/var/run/secrets/learnops/db"
 FS_GROUP = 2000
@@ -47,13 +48,14 @@ def test_the_image_migrates_and_processes_jobs_as_non_root_on_a_read_only_root(
     subprocess.run(argv, check=True, capture_output=True)
     try:
         wait_port(port, 30)
-        wait_until(
+        wait_for(
             lambda: (
                 scalar(pg_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
                 == len(ids)
             ),
             60,
             "the container to process every job",
+            every=0.05,
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert json.loads(r.read())["ok"] is True

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.harness.conditions import condition
 from tests.harness.containers import Engine, EngineUnavailable
 from tests.harness.kind import KindCluster
 from tests.harness.kube import KubeCluster
@@ -320,10 +321,10 @@ def _first_pod(kube: KubeCluster, component: str) -> str:
 
 
 def _condition(kube: KubeCluster, kind: str) -> str:
-    return kube.kubectl(
-        "get", "dbb", "learning-nightly", "-n", APP_NS, "-o",
-        f'jsonpath={{.status.conditions[?(@.type=="{kind}")].status}}', check=False,
-    ).stdout  # fmt: skip
+    got = kube.kubectl("get", "dbb", "learning-nightly", "-n", APP_NS, "-o", "json", check=False)
+    if got.returncode != 0:
+        return ""
+    return str(condition(json.loads(got.stdout).get("status"), kind).get("status", ""))
 
 
 def _base_env() -> dict[str, str]:

@@ -18,7 +18,8 @@ import pytest
 from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
-from tests.support.operator import DUMP_IMAGE, Namespace, OperatorProcess, backup, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import DUMP_IMAGE, Namespace, OperatorProcess, backup
 
 
 @pytest.fixture

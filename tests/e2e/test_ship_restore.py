@@ -19,7 +19,8 @@ from tests.harness.kube import KubeCluster
 from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
-from tests.support.operator import Namespace, OperatorProcess, wait_for
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess
 from tests.support.ship import yaml_objects
 
 TABLES = ("courses", "tasks", "submissions")

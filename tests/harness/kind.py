@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from . import machine
+from .conditions import condition
 from .kube import KubeCluster, kubectl_binary
 from .wait import wait_for
 
@@ -200,11 +201,10 @@ def _node_ready(kube: KubeCluster) -> bool:
     got = kube.kubectl("get", "nodes", "-o", "json", check=False)
     if got.returncode != 0:
         return False
-    for node in json.loads(got.stdout)["items"]:
-        for cond in node["status"].get("conditions") or []:
-            if cond["type"] == "Ready" and cond["status"] == "True":
-                return True
-    return False
+    return any(
+        condition(node["status"], "Ready").get("status") == "True"
+        for node in json.loads(got.stdout)["items"]
+    )
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:

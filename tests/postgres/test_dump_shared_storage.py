@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.postgres import PgCluster
+from tests.harness.wait import wait_for
 from tests.support.dump import (
     DumpWorld,
     locked,
@@ -37,13 +38,11 @@ def second_db(pg_cluster: PgCluster, dump_world: DumpWorld) -> Iterator[str]:
 
 
 def _wait_reserved(storage: Path, count: int, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    def reserved() -> bool:
         running = [p for p in storage.glob("t-*.manifest.json") if '"running"' in p.read_text()]
-        if len(running) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} runs reserved a name")
+        return len(running) >= count
+
+    wait_for(reserved, timeout, f"{count} runs to reserve a name", every=0.02)
 
 
 def _finish(proc: subprocess.Popen[bytes]) -> None:

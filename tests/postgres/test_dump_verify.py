@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.postgres import PgCluster
+from tests.harness.wait import wait_for
 from tests.support.dump import (
     DumpWorld,
     children_of,
@@ -142,10 +143,7 @@ def test_sigterm_during_verification_is_a_stop_not_a_failed_verification(
     env = dump_world.env(BACKUP_PG_CLIENT_DIRS=clients)
     args = ["verify", str(manifest["artifact"])] if command == "verify" else ["run"]
     proc = start_runner(env, *args)
-    end = time.monotonic() + 60
-    while "sleep" not in children_of(proc.pid):
-        assert time.monotonic() < end, "verification never started"
-        time.sleep(0.05)
+    wait_for(lambda: "sleep" in children_of(proc.pid), 60, "verification to start", every=0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)

@@ -18,7 +18,8 @@ from learnops_worker.errors import InvalidKind, InvalidPayload, JobNotFound
 from learnops_worker.models import MAX_JSON_DEPTH, MAX_PAYLOAD_BYTES, JobStatus
 
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, connect, run_cli, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, connect, run_cli, scalar
 
 BAD_KINDS = ["", "Feedback", "feedback ", " feedback", "feed back", "1feedback", "x" * 65, "é"]
 
@@ -155,7 +156,7 @@ def test_cancel_stops_a_queued_job_and_discards_a_running_ones_result(
         assert api.cancel(c, queued) == JobStatus.CANCELLED
         running = api.enqueue(c, "until-cancelled", {})
     workers(WORKER_LEASE_SECONDS="10", WORKER_HEARTBEAT_SECONDS="0.5")
-    wait_until(
+    wait_for(
         lambda: bool(
             scalar(
                 worker_db, "SELECT count(*) FROM worker_test_executions WHERE job_id = %s", running
@@ -163,16 +164,18 @@ def test_cancel_stops_a_queued_job_and_discards_a_running_ones_result(
         ),
         20,
         "the cancellable job to start",
+        every=0.05,
     )
     out = run_cli(worker_db, "cancel", str(running))
     assert (out.returncode, out.stdout.strip()) == (0, "running")
-    wait_until(
+    wait_for(
         lambda: (
             scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", running)
             == "cancelled"
         ),
         20,
         "the running job to end cancelled",
+        every=0.05,
     )
     with connect(worker_db) as c:
         info = api.status(c, running)
@@ -207,10 +210,11 @@ def test_stats_and_a_metric_show_kinds_that_no_live_worker_handles(
         api.enqueue(c, "nobody-handles-this", {})
         api.enqueue(c, "nobody-handles-this", {})
     w = workers(http=True)
-    wait_until(
+    wait_for(
         lambda: json.loads(run_cli(worker_db, "stats", "--json").stdout)["workers"] != [],
         20,
         "the worker to register",
+        every=0.05,
     )
     stats = json.loads(run_cli(worker_db, "stats", "--json").stdout)
     assert stats["unhandled"] == [{"kind": "nobody-handles-this", "count": 2}]

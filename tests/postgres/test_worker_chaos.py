@@ -9,7 +9,8 @@ import signal
 import time
 
 from tests.harness.net import free_port
-from tests.support.worker import OwnPostgres, WorkerProc, connect, env_for, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import OwnPostgres, WorkerProc, connect, env_for, scalar
 
 TOTAL, POISON, RUNAWAY = 2000, 20, 20
 PROCESSES = 4
@@ -90,7 +91,7 @@ def test_chaos_soak_loses_nothing_doubles_nothing_and_bad_jobs_fail_within_attem
                     w.wait()
                     kills += 1
                     pool[i] = start()
-        wait_until(lambda: unfinished() == 0, 60, "every job to end")
+        wait_for(lambda: unfinished() == 0, 60, "every job to end", every=0.05)
     finally:
         for w in pool:
             w.stop()

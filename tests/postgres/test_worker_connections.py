@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from tests.harness.net import free_port
 from tests.harness.postgres import Conn
+from tests.harness.wait import wait_for
 from tests.support.worker import (
     BlackHoleProxy,
     FakeProvider,
@@ -17,7 +18,6 @@ from tests.support.worker import (
     enqueue,
     env_for,
     scalar,
-    wait_until,
 )
 
 OUTAGE_SECONDS = 90
@@ -41,7 +41,7 @@ def test_healthz_stays_200_through_a_90_second_outage_while_readyz_fails(
 ) -> None:
     w = own_worker(own_postgres, http=True)
     try:
-        wait_until(lambda: w.get("/readyz")[0] == 200, 20, "readiness")
+        wait_for(lambda: w.get("/readyz")[0] == 200, 20, "readiness", every=0.05)
         own_postgres.stop()
         ends = time.monotonic() + OUTAGE_SECONDS
         live, ready = [], []
@@ -52,9 +52,11 @@ def test_healthz_stays_200_through_a_90_second_outage_while_readyz_fails(
         assert set(live) == {200}  # Kubernetes must not restart a pod because the db is down
         assert ready[-10:] == [503] * 10
         own_postgres.start()
-        wait_until(lambda: w.get("/readyz")[0] == 200, 30, "readiness after the outage")
+        wait_for(lambda: w.get("/readyz")[0] == 200, 30, "readiness after the outage", every=0.05)
         [job] = enqueue(own_postgres.db, "record", [{}])
-        wait_until(lambda: status(own_postgres.db, job) == "succeeded", 30, "a job after it")
+        wait_for(
+            lambda: status(own_postgres.db, job) == "succeeded", 30, "a job after it", every=0.05
+        )
         assert w.alive()
         assert any(e.get("event") == "claim.failed" for e in w.events())
     finally:
@@ -73,10 +75,11 @@ def test_sigterm_with_the_database_down_exits_within_the_drain_bound(
         WORKER_SHUTDOWN_TIMEOUT_SECONDS="3",
     )
     try:
-        wait_until(
+        wait_for(
             lambda: started(own_postgres.db, long) and started(own_postgres.db, short),
             20,
             "both jobs to start",
+            every=0.05,
         )
         own_postgres.stop()  # the short job finishes into a database that is gone
         sent = time.monotonic()
@@ -104,7 +107,7 @@ def test_a_black_holed_connection_fails_loudly_and_sigterm_still_stops_the_worke
         WORKER_STATEMENT_TIMEOUT_SECONDS="1",
         WORKER_SHUTDOWN_TIMEOUT_SECONDS="3",
     )
-    wait_until(lambda: started(worker_db, job), 20, "the job to start")
+    wait_for(lambda: started(worker_db, job), 20, "the job to start", every=0.05)
     black_hole_proxy.black_hole()
 
     # No RST, no answer: only the client's own deadline notices. It must say so.
@@ -112,7 +115,7 @@ def test_a_black_holed_connection_fails_loudly_and_sigterm_still_stops_the_worke
         events = {e.get("event") for e in w.events()}
         return "db.timeout" in events and bool(events & {"heartbeat.failed", "claim.failed"})
 
-    wait_until(noticed, 30, "the worker to notice the silent connection and say so")
+    wait_for(noticed, 30, "the worker to notice the silent connection and say so", every=0.05)
     sent = time.monotonic()
     w.signal(signal.SIGTERM)
     code = w.wait(60)
@@ -137,10 +140,17 @@ def test_a_postgres_restart_costs_the_result_cache_no_attempt(
     )
     try:
         [first] = enqueue(own_postgres.db, "feedback", [submission("one")])
-        wait_until(lambda: status(own_postgres.db, first) == "succeeded", 30, "the first answer")
+        wait_for(
+            lambda: status(own_postgres.db, first) == "succeeded",
+            30,
+            "the first answer",
+            every=0.05,
+        )
         own_postgres.restart()  # the pooled cache connection is now dead
         [second] = enqueue(own_postgres.db, "feedback", [submission("two")])
-        wait_until(lambda: status(own_postgres.db, second) == "succeeded", 60, "the second")
+        wait_for(
+            lambda: status(own_postgres.db, second) == "succeeded", 60, "the second", every=0.05
+        )
         row = scalar(
             own_postgres.db,
             "SELECT json_build_object('a', attempts, 'e', errors) FROM learnops_jobs WHERE id = %s",

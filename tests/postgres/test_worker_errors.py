@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, enqueue, run_cli, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, enqueue, run_cli, scalar
 
 
 def status(db: Conn, job_id: int) -> str:
@@ -24,7 +25,7 @@ def test_exceptions_retry_with_backoff_then_fail_then_retry_failed_requeues(
         "WORKER_POLL_SECONDS": "0.05",
     }
     workers(**env)
-    wait_until(lambda: status(worker_db, job) == "failed", 20, "the job to fail")
+    wait_for(lambda: status(worker_db, job) == "failed", 20, "the job to fail", every=0.05)
     assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 3
     history = scalar(worker_db, "SELECT errors FROM learnops_jobs WHERE id = %s", job)
     assert [e["attempt"] for e in history] == [1, 2, 3]
@@ -49,7 +50,9 @@ def test_exceptions_retry_with_backoff_then_fail_then_retry_failed_requeues(
     out = run_cli(worker_db, "retry-failed", "--kind", "flaky")
     assert out.returncode == 0
     assert out.stdout.strip() == "1"
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the requeued job to succeed")
+    wait_for(
+        lambda: status(worker_db, job) == "succeeded", 20, "the requeued job to succeed", every=0.05
+    )
     assert (
         scalar(worker_db, "SELECT count(*) FROM worker_test_executions WHERE job_id = %s", job) == 5
     )
@@ -70,7 +73,7 @@ def test_a_permanent_failure_fails_at_once(
 ) -> None:
     [job] = enqueue(worker_db, "permanent", [{}])
     workers()
-    wait_until(lambda: status(worker_db, job) == "failed", 20, "the job to fail")
+    wait_for(lambda: status(worker_db, job) == "failed", 20, "the job to fail", every=0.05)
     assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 1
     assert "can never be graded" in scalar(
         worker_db, "SELECT last_error FROM learnops_jobs WHERE id = %s", job
@@ -82,7 +85,7 @@ def test_retry_later_honours_the_requested_delay(
 ) -> None:
     [job] = enqueue(worker_db, "later", [{"delay": 1.0}])
     workers(WORKER_POLL_SECONDS="0.05", WORKER_BACKOFF_MAX_SECONDS="5")  # within the clamp
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the job to succeed")
+    wait_for(lambda: status(worker_db, job) == "succeeded", 20, "the job to succeed", every=0.05)
     gap = scalar(
         worker_db,
         "SELECT extract(epoch FROM max(at) - min(at)) FROM worker_test_executions "
@@ -99,5 +102,5 @@ def test_jobs_with_a_future_run_after_wait(
     job = int(out.stdout)
     began = time.monotonic()
     workers(WORKER_POLL_SECONDS="0.1")
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the delayed job")
+    wait_for(lambda: status(worker_db, job) == "succeeded", 20, "the delayed job", every=0.05)
     assert time.monotonic() - began >= 1.2

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness.postgres import Conn
-from tests.support.worker import FakeProvider, WorkerProc, connect, enqueue, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import FakeProvider, WorkerProc, connect, enqueue, scalar
 
 SUBMISSION = {
     "task_prompt": "Explain what an index is for.",
@@ -30,7 +31,7 @@ def test_local_feedback_grades_a_sample_submission(
             "'answer', s.answer) FROM submissions s JOIN tasks t ON t.id = s.task_id LIMIT 20"
         )
     workers(WORKER_CONCURRENCY="2")
-    wait_until(all_done(worker_db, 20), 20, "feedback for 20 submissions")
+    wait_for(all_done(worker_db, 20), 20, "feedback for 20 submissions", every=0.05)
     result = scalar(worker_db, "SELECT result FROM learnops_jobs LIMIT 1")
     assert result["backend"] == "local"
     assert result["score"] == 6.67
@@ -56,7 +57,7 @@ def test_duplicate_submissions_call_the_provider_once(
     shuffled = dict(reversed(list(SUBMISSION.items())))
     enqueue(worker_db, "feedback", [SUBMISSION, SUBMISSION, SUBMISSION, shuffled])
     w = workers(**env)
-    wait_until(all_done(worker_db, 4), 20, "four feedback jobs")
+    wait_for(all_done(worker_db, 4), 20, "four feedback jobs", every=0.05)
     assert fake_provider.calls == 1
     assert fake_provider.bad_auth == 0
     assert fake_provider.bodies[0]["model"] == "tutor-1"
@@ -72,7 +73,7 @@ def test_duplicate_submissions_call_the_provider_once(
     }
     # a retried submission (retry-failed or a re-enqueue) hits the cache as well
     enqueue(worker_db, "feedback", [SUBMISSION])
-    wait_until(all_done(worker_db, 5), 20, "the fifth job")
+    wait_for(all_done(worker_db, 5), 20, "the fifth job", every=0.05)
     assert fake_provider.calls == 1
     assert scalar(worker_db, "SELECT count(*) FROM learnops_result_cache") == 1
     assert fake_provider.api_key not in w.logs()
@@ -92,7 +93,7 @@ def test_a_provider_outage_retries_the_job_later_and_then_caches(
         OPENAI_MAX_RETRIES="1",
         WORKER_POLL_SECONDS="0.05",
     )
-    wait_until(all_done(worker_db, 1), 20, "the job to succeed on its second attempt")
+    wait_for(all_done(worker_db, 1), 20, "the job to succeed on its second attempt", every=0.05)
     assert fake_provider.calls == 3
     row = scalar(
         worker_db, "SELECT json_build_object('a', attempts, 'e', errors) FROM learnops_jobs"

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, connect, enqueue, scalar
 
 
 def test_the_global_cap_is_never_exceeded_under_load(
@@ -41,13 +42,14 @@ def test_the_global_cap_is_never_exceeded_under_load(
                 WORKER_LEASE_SECONDS="10",
                 WORKER_HEARTBEAT_SECONDS="1",
             )
-        wait_until(
+        wait_for(
             lambda: (
                 scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
                 == total
             ),
             60,
             "all jobs",
+            every=0.05,
         )
     finally:
         done.set()
@@ -75,21 +77,23 @@ def test_a_dead_workers_slot_comes_back_after_its_lease(
 ) -> None:
     [stuck] = enqueue(worker_db, "record", [{"sleep": 60}])
     doomed = workers(WORKER_GLOBAL_MAX_INFLIGHT="1")
-    wait_until(
+    wait_for(
         lambda: scalar(worker_db, "SELECT slot FROM learnops_jobs WHERE id = %s", stuck) == 1,
         20,
         "the only slot to be taken",
+        every=0.05,
     )
     doomed.signal(signal.SIGKILL)
     doomed.wait()
     scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", stuck)
     others = enqueue(worker_db, "record", [{}] * 5)
     workers(WORKER_GLOBAL_MAX_INFLIGHT="1", WORKER_CONCURRENCY="4")
-    wait_until(
+    wait_for(
         lambda: (
             scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
             == len(others) + 1
         ),
         30,
         "every job through the one slot",
+        every=0.05,
     )

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from tests.harness.postgres import Conn, PgCluster
-from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, connect, enqueue, scalar
 
 
 def status(db: Conn, job_id: int) -> str:
@@ -29,14 +30,16 @@ def test_a_killed_workers_job_is_reclaimed_after_its_lease_and_completes_once(
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 30}])
     doomed = workers()
-    wait_until(lambda: len(executions(worker_db, job)) == 1, 20, "the first worker to start")
+    wait_for(
+        lambda: len(executions(worker_db, job)) == 1, 20, "the first worker to start", every=0.05
+    )
     doomed.signal(signal.SIGKILL)
     doomed.wait()
     # The next attempt must finish: sleep is per attempt, so make the retry quick.
     scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
     killed_at = time.monotonic()
     workers()
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the job to be re-run")
+    wait_for(lambda: status(worker_db, job) == "succeeded", 20, "the job to be re-run", every=0.05)
     assert time.monotonic() - killed_at < 10
     runs = executions(worker_db, job)
     assert [a for a, _ in runs] == [1, 2]
@@ -54,15 +57,18 @@ def test_a_stale_worker_cannot_complete_a_re_leased_job(
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 1.5}])
     stale = workers(http=True)
-    wait_until(lambda: len(executions(worker_db, job)) == 1, 20, "the first claim")
+    wait_for(lambda: len(executions(worker_db, job)) == 1, 20, "the first claim", every=0.05)
     stale.signal(signal.SIGSTOP)  # paused past its 1 s lease: heartbeats stop too
     fresh = workers()
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the second worker to finish")
+    wait_for(
+        lambda: status(worker_db, job) == "succeeded", 20, "the second worker to finish", every=0.05
+    )
     stale.signal(signal.SIGCONT)  # its handler returns now and tries to complete
-    wait_until(
+    wait_for(
         lambda: stale.metric("learnops_worker_jobs_lease_lost_total") == 1,
         10,
         "the stale worker to count the lost lease",
+        every=0.05,
     )
     runs = executions(worker_db, job)
     assert [p for _, p in runs] == [stale.pid, fresh.pid]
@@ -82,9 +88,9 @@ def test_a_job_running_five_leases_long_stays_single_while_heartbeating(
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 5}])  # lease is 1 s
     first = workers()
-    wait_until(lambda: len(executions(worker_db, job)) == 1, 20, "the claim")
+    wait_for(lambda: len(executions(worker_db, job)) == 1, 20, "the claim", every=0.05)
     workers()  # an eager second worker polls every 0.2 s the whole time
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "the long job")
+    wait_for(lambda: status(worker_db, job) == "succeeded", 20, "the long job", every=0.05)
     assert executions(worker_db, job) == [(1, first.pid)]
     assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 1
 
@@ -112,7 +118,7 @@ def test_soak_random_kills_lose_nothing_and_complete_nothing_twice(
         pool[victim].wait()
         kills += 1
         pool[victim] = workers(**env)
-    wait_until(lambda: succeeded() == total, 30, "every job to succeed")
+    wait_for(lambda: succeeded() == total, 30, "every job to succeed", every=0.05)
     assert kills >= 3
     assert scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == total
     assert scalar(worker_db, "SELECT count(DISTINCT job_id) FROM worker_test_completions") == total
@@ -140,7 +146,7 @@ def test_a_worker_whose_heartbeat_cannot_reach_the_database_stops_with_exit_4(
     as_role = Conn(worker_db.host, worker_db.port, role.user, role.password, worker_db.dbname)
     [job] = enqueue(worker_db, "record", [{"sleep": 30}])
     w = workers(DATABASE_URL=as_role.url())
-    wait_until(lambda: len(executions(worker_db, job)) == 1, 20, "the job to start")
+    wait_for(lambda: len(executions(worker_db, job)) == 1, 20, "the job to start", every=0.05)
     with connect(worker_db) as c:  # no new logins, and the heartbeat's session is gone
         c.execute("ALTER ROLE hb_worker NOLOGIN")
         c.execute(
@@ -153,4 +159,4 @@ def test_a_worker_whose_heartbeat_cannot_reach_the_database_stops_with_exit_4(
     assert status(worker_db, job) == "running"
     scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
     workers()
-    wait_until(lambda: status(worker_db, job) == "succeeded", 20, "recovery")
+    wait_for(lambda: status(worker_db, job) == "succeeded", 20, "recovery", every=0.05)

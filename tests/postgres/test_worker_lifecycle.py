@@ -13,7 +13,8 @@ import pytest
 
 from tests.harness.net import free_port
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, enqueue, run_cli, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, enqueue, run_cli, scalar
 
 
 def started(db: Conn, job_id: int) -> bool:
@@ -25,7 +26,7 @@ def test_sigterm_lets_a_running_job_finish_then_exits_zero(
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 1}])
     w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="10")
-    wait_until(lambda: started(worker_db, job), 20, "the job to start")
+    wait_for(lambda: started(worker_db, job), 20, "the job to start", every=0.05)
     w.signal(signal.SIGTERM)
     assert w.wait(15) == 0
     assert scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job) == "succeeded"
@@ -36,7 +37,7 @@ def test_sigterm_releases_a_started_job_at_once_keeping_its_attempt(
 ) -> None:
     [job] = enqueue(worker_db, "record", [{"sleep": 60}])
     w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
-    wait_until(lambda: started(worker_db, job), 20, "the job to start")
+    wait_for(lambda: started(worker_db, job), 20, "the job to start", every=0.05)
     sent = time.monotonic()
     w.signal(signal.SIGTERM)
     assert w.wait(15) == 0
@@ -55,12 +56,13 @@ def test_sigterm_releases_a_started_job_at_once_keeping_its_attempt(
     # the next worker's run is attempt 2
     scalar(worker_db, "UPDATE learnops_jobs SET payload = '{}' WHERE id = %s", job)
     workers()
-    wait_until(
+    wait_for(
         lambda: (
             scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job) == "succeeded"
         ),
         20,
         "the released job to run again",
+        every=0.05,
     )
     assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", job) == 2
 
@@ -72,7 +74,7 @@ def test_sigterm_gives_back_the_attempt_of_claimed_jobs_that_never_started(
     [busy] = enqueue(worker_db, "record", [{"sleep": 0.05}] * 20 + [{"sleep": 60}])[-1:]
     waiting = enqueue(worker_db, "record", [{"sleep": 0}] * 30)
     w = workers(WORKER_SHUTDOWN_TIMEOUT_SECONDS="0.5")
-    wait_until(lambda: started(worker_db, busy), 30, "the long job to start")
+    wait_for(lambda: started(worker_db, busy), 30, "the long job to start", every=0.05)
     w.signal(signal.SIGTERM)
     assert w.wait(15) == 0
     assert scalar(worker_db, "SELECT attempts FROM learnops_jobs WHERE id = %s", busy) == 1
@@ -90,7 +92,7 @@ def test_concurrency_above_the_cap_is_clamped_with_a_warning(
     worker_db: Conn, workers: Callable[..., WorkerProc], value: str, effective: int
 ) -> None:
     w = workers(http=True, WORKER_CONCURRENCY=value)
-    wait_until(lambda: w.get("/healthz")[0] == 200, 10, "healthz")
+    wait_for(lambda: w.get("/healthz")[0] == 200, 10, "healthz", every=0.05)
     assert w.metric("learnops_worker_concurrency") == effective
     warnings = [e for e in w.events() if e.get("event") == "config.warning"]
     if int(value) > 4:
@@ -156,8 +158,12 @@ def test_probes_metrics_and_secret_hygiene(
         WORKER_MAX_ATTEMPTS="1",
         WORKER_LOG_LEVEL="DEBUG",
     )
-    wait_until(lambda: w.metric("learnops_worker_jobs_succeeded_total") == 3, 20, "3 successes")
-    wait_until(lambda: w.metric("learnops_worker_jobs_failed_total") == 1, 20, "1 failure")
+    wait_for(
+        lambda: w.metric("learnops_worker_jobs_succeeded_total") == 3, 20, "3 successes", every=0.05
+    )
+    wait_for(
+        lambda: w.metric("learnops_worker_jobs_failed_total") == 1, 20, "1 failure", every=0.05
+    )
     code, body = w.get("/healthz")
     assert code == 200
     assert json.loads(body)["heartbeat"] is True
@@ -193,10 +199,11 @@ def test_a_worker_survives_all_its_connections_being_cut(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name LIKE 'learning-worker:%%'",
         )
-    wait_until(
+    wait_for(
         lambda: scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == total,
         60,
         "every job despite the cuts",
+        every=0.05,
     )
     assert w.alive()
     assert any(e.get("event") == "listener.down" for e in w.events())  # the cuts happened

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.postgres import Conn
+from tests.harness.wait import wait_for
 from tests.support.worker import (
     FakeProvider,
     WorkerProc,
     connect,
     enqueue,
     scalar,
-    wait_until,
 )
 
 
@@ -53,7 +53,7 @@ def test_a_poison_result_among_200_good_jobs_fails_only_itself(
     after = enqueue(worker_db, "record", [{"sleep": 0}] * 100)
     good = before + after
     w = workers(WORKER_CONCURRENCY="4", WORKER_LEASE_SECONDS="10", WORKER_HEARTBEAT_SECONDS="1")
-    wait_until(finished(worker_db, [*good, poison]), 60, "all 201 jobs to finish")
+    wait_for(finished(worker_db, [*good, poison]), 60, "all 201 jobs to finish", every=0.05)
     assert scalar(
         worker_db,
         "SELECT count(*) FROM learnops_jobs WHERE id = ANY(%s) AND status = 'succeeded' "
@@ -78,7 +78,7 @@ def test_nul_bytes_and_huge_delays_in_errors_are_retried_like_any_error(
     [nul] = enqueue(worker_db, "nul-error", [{}])
     [delay] = enqueue(worker_db, "huge-delay", [{}])
     workers(WORKER_MAX_ATTEMPTS="2", WORKER_BACKOFF_MAX_SECONDS="0.5", WORKER_LEASE_SECONDS="10")
-    wait_until(finished(worker_db, [nul, delay]), 30, "both jobs to end")
+    wait_for(finished(worker_db, [nul, delay]), 30, "both jobs to end", every=0.05)
     for job in (nul, delay):
         r = row(worker_db, job)
         assert (r["status"], r["attempts"], r["token"]) == ("failed", 2, None)
@@ -97,14 +97,14 @@ def test_a_lone_surrogate_in_an_error_neither_kills_the_worker_nor_loops_past_ma
 ) -> None:
     [job] = enqueue(worker_db, "surrogate", [{}])
     w = workers(WORKER_MAX_ATTEMPTS="3", WORKER_LEASE_SECONDS="10")
-    wait_until(finished(worker_db, [job]), 30, "the job to fail")
+    wait_for(finished(worker_db, [job]), 30, "the job to fail", every=0.05)
     r = row(worker_db, job)
     assert (r["status"], r["attempts"]) == ("failed", 3)
     assert executions(worker_db, job) == 3
     assert r["last_error"] == "ValueError: broken \\udc80 text"
     assert w.alive()
     [later] = enqueue(worker_db, "record", [{}])
-    wait_until(finished(worker_db, [later]), 20, "the worker to go on")
+    wait_for(finished(worker_db, [later]), 20, "the worker to go on", every=0.05)
     assert row(worker_db, later)["status"] == "succeeded"
     assert not [e for e in w.events() if e.get("event") in ("ack.crashed", "worker.error")]
 
@@ -115,7 +115,7 @@ def test_system_exit_in_a_handler_fails_that_job_and_the_worker_keeps_serving(
     [job] = enqueue(worker_db, "sysexit", [{}])
     good = enqueue(worker_db, "record", [{}] * 5)
     w = workers(http=True, WORKER_MAX_ATTEMPTS="2", WORKER_LEASE_SECONDS="10")
-    wait_until(finished(worker_db, [job, *good]), 30, "every job to end")
+    wait_for(finished(worker_db, [job, *good]), 30, "every job to end", every=0.05)
     r = row(worker_db, job)
     assert (r["status"], r["attempts"], r["token"]) == ("failed", 2, None)
     assert r["last_error"] == "SystemExit: 3"
@@ -141,13 +141,13 @@ def test_a_handler_that_never_returns_times_out_and_fails_within_its_attempts(
         WORKER_LEASE_SECONDS="10",
         WORKER_HEARTBEAT_SECONDS="1",
     )
-    wait_until(finished(worker_db, [job]), 60, "the runaway job to fail")
+    wait_for(finished(worker_db, [job]), 60, "the runaway job to fail", every=0.05)
     r = row(worker_db, job)
     assert (r["status"], r["attempts"], r["token"]) == ("failed", 2, None)
     assert r["last_error"] == "JobTimeout: the handler ran longer than 1 s"
     assert executions(worker_db, job) == 2
     # both threads are still held by the runaway handler: the worker asks to be restarted
-    wait_until(lambda: w.get("/healthz")[0] == 503, 20, "healthz to fail")
+    wait_for(lambda: w.get("/healthz")[0] == 503, 20, "healthz to fail", every=0.05)
     assert json.loads(w.get("/healthz")[1])["stuck_handlers"] == 2
     assert w.get("/readyz")[0] == 200  # the database is fine; only this process is stuck
     assert w.metric("learnops_worker_jobs_timed_out_total") == 2
@@ -169,7 +169,7 @@ def test_a_payload_too_deep_for_python_fails_only_its_own_job(
         last = enqueue(worker_db, "record", [{}] * 3)
     w = workers(WORKER_CONCURRENCY="4", WORKER_LEASE_SECONDS="10")
     ids = [*first, int(poisoned[0]), *last]
-    wait_until(finished(worker_db, ids), 30, "every job to end")
+    wait_for(finished(worker_db, ids), 30, "every job to end", every=0.05)
     r = row(worker_db, int(poisoned[0]))
     assert (r["status"], r["attempts"]) == ("failed", 1)
     assert r["last_error"] == "InvalidPayload: the payload cannot be decoded (RecursionError)"
@@ -195,7 +195,7 @@ def test_an_answer_the_cache_cannot_store_is_paid_for_once_and_fails_clearly(
         OPENAI_API_KEY=fake_provider.api_key,
         WORKER_MAX_ATTEMPTS="4",
     )
-    wait_until(finished(worker_db, [job]), 30, "the job to end")
+    wait_for(finished(worker_db, [job]), 30, "the job to end", every=0.05)
     r = row(worker_db, job)
     assert (r["status"], r["attempts"]) == ("failed", 1)
     assert r["last_error"] == (
@@ -217,7 +217,7 @@ def test_rubric_points_that_would_sum_to_infinity_fail_the_feedback_job_clearly(
         worker_db, "feedback", [{"task_prompt": "p", "answer": "a", "rubric": {"keywords": ["a"]}}]
     )
     workers()
-    wait_until(finished(worker_db, [job, fine]), 30, "both feedback jobs")
+    wait_for(finished(worker_db, [job, fine]), 30, "both feedback jobs", every=0.05)
     r = row(worker_db, job)
     assert (r["status"], r["attempts"]) == ("failed", 1)
     assert "points must be a number from 0 to 1e+09" in r["last_error"]

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness.postgres import Conn, PgCluster
+from tests.harness.wait import wait_for
 from tests.support.worker import (
     WorkerProc,
     connect,
     enqueue,
     run_cli,
     scalar,
-    wait_until,
 )
 
 PACKAGE = Path(__file__).resolve().parents[2] / "images/learning-worker/learnops_worker"
@@ -75,13 +75,14 @@ def test_enqueue_stats_and_run_process_a_job(
     stats = json.loads(run_cli(worker_db, "stats", "--json").stdout)
     assert stats["jobs"] == [{"status": "queued", "kind": "record", "count": 1}]
     workers()
-    wait_until(
+    wait_for(
         lambda: (
             scalar(worker_db, "SELECT status FROM learnops_jobs WHERE id = %s", job_id)
             == "succeeded"
         ),
         20,
         "the job to succeed",
+        every=0.05,
     )
     result = scalar(worker_db, "SELECT result FROM learnops_jobs WHERE id = %s", job_id)
     assert result["attempt"] == 1
@@ -97,13 +98,14 @@ def test_many_workers_run_each_job_exactly_once(
         # A long lease: this test is about claim exclusivity, not lease expiry, and a loaded
         # CI box must not starve a heartbeat past a 1 s lease.
         workers(WORKER_CONCURRENCY="2", WORKER_LEASE_SECONDS="10", WORKER_HEARTBEAT_SECONDS="1")
-    wait_until(
+    wait_for(
         lambda: (
             scalar(worker_db, "SELECT count(*) FROM learnops_jobs WHERE status = 'succeeded'")
             == len(ids)
         ),
         60,
         "all jobs to succeed",
+        every=0.05,
     )
     assert scalar(worker_db, "SELECT count(DISTINCT job_id) FROM worker_test_executions") == 600
     assert scalar(worker_db, "SELECT count(*) FROM worker_test_executions") == 600
@@ -124,8 +126,11 @@ def test_higher_priority_runs_first_and_bad_payloads_are_rejected(
     assert "queued" in text
     assert "oldest queued:" in text
     workers()
-    wait_until(
-        lambda: scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == 2, 20, "both"
+    wait_for(
+        lambda: scalar(worker_db, "SELECT count(*) FROM worker_test_completions") == 2,
+        20,
+        "both",
+        every=0.05,
     )
     order = scalar(worker_db, "SELECT array_agg(job_id ORDER BY at) FROM worker_test_executions")
     assert order == [high, low]

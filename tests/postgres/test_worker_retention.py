@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, connect, enqueue, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, connect, enqueue, scalar
 
 OLD_SUCCEEDED, OLD_FAILED, KEPT = 60_000, 40_000, 3_000
 
@@ -70,7 +71,7 @@ def test_retention_prunes_100000_finished_rows_in_batches_while_workers_claim(
         cache = int(scalar(worker_db, "SELECT count(*) FROM learnops_result_cache"))
         return samples[-1] == (0, len(fresh)) and cache == 10
 
-    wait_until(done, 180, "old rows pruned and the new jobs done")
+    wait_for(done, 180, "old rows pruned and the new jobs done", every=0.05)
     # claims went on while pruning was under way
     assert any(0 < left < OLD_SUCCEEDED + OLD_FAILED and n > 0 for left, n in samples)
     assert scalar(worker_db, "SELECT count(*) FROM learnops_jobs") == KEPT + len(fresh)
@@ -82,6 +83,11 @@ def test_retention_prunes_100000_finished_rows_in_batches_while_workers_claim(
         return sum(e["count"] for e in events)
 
     # each row was deleted once, whichever worker's round did it
-    wait_until(lambda: pruned() == OLD_SUCCEEDED + OLD_FAILED + 1000, 30, "the last round's log")
+    wait_for(
+        lambda: pruned() == OLD_SUCCEEDED + OLD_FAILED + 1000,
+        30,
+        "the last round's log",
+        every=0.05,
+    )
     time.sleep(1.5)  # a few more rounds find nothing left to delete
     assert scalar(worker_db, "SELECT count(*) FROM learnops_jobs") == KEPT + len(fresh)

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from tests.harness.postgres import Conn
-from tests.support.worker import WorkerProc, connect, scalar, wait_until
+from tests.harness.wait import wait_for
+from tests.support.worker import WorkerProc, connect, scalar
 
 POLL = "30"  # seconds: any start within 1 s must have come from a notification
 
@@ -28,13 +29,14 @@ def enqueue_and_measure(db: Conn, n: int) -> list[float]:
             ).fetchone()
             assert row is not None
             job_id = row[0]
-            wait_until(
+            wait_for(
                 lambda: (
                     scalar(db, "SELECT status FROM learnops_jobs WHERE id = %s", job_id)  # noqa: B023
                     == "succeeded"
                 ),
                 5,
                 "the job to run",
+                every=0.05,
             )
             latencies.append(
                 float(
@@ -53,7 +55,7 @@ def test_an_idle_worker_starts_an_enqueued_job_at_once(
     worker_db: Conn, workers: Callable[..., WorkerProc]
 ) -> None:
     w = workers(http=True, WORKER_POLL_SECONDS=POLL)
-    wait_until(lambda: listening(w), 10, "the listener")
+    wait_for(lambda: listening(w), 10, "the listener", every=0.05)
     time.sleep(0.3)  # let the first (startup) claim round go idle
     latencies = enqueue_and_measure(worker_db, 10)
     print(f"enqueue->start latency: median {statistics.median(latencies) * 1000:.1f} ms")
@@ -64,16 +66,17 @@ def test_a_killed_listener_connection_reconnects_and_wakes_again(
     worker_db: Conn, workers: Callable[..., WorkerProc]
 ) -> None:
     w = workers(http=True, WORKER_POLL_SECONDS=POLL)
-    wait_until(lambda: listening(w), 10, "the listener")
+    wait_for(lambda: listening(w), 10, "the listener", every=0.05)
     scalar(
         worker_db,
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
         "WHERE application_name = 'learning-worker:listen'",
     )
-    wait_until(
+    wait_for(
         lambda: any(e.get("event") == "listener.down" for e in w.events()),
         10,
         "the listener to notice",
+        every=0.05,
     )
-    wait_until(lambda: listening(w), 10, "the listener to come back")
+    wait_for(lambda: listening(w), 10, "the listener to come back", every=0.05)
     assert max(enqueue_and_measure(worker_db, 3)) < 1.0

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from tests.harness import tiers
 from tests.harness.postgres import Conn, PgCluster, major_bindir
+from tests.harness.wait import wait_for
 
 DUMP_SRC = Path(__file__).resolve().parents[2] / "images" / "dump"
 
@@ -243,13 +244,8 @@ def children_of(pid: int) -> list[str]:
 
 
 def wait_for_child(pid: int, name: str, timeout: float = 20) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if name in children_of(pid):
-            time.sleep(0.3)  # let it connect and block on the lock
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{name} never started under {pid}")
+    wait_for(lambda: name in children_of(pid), timeout, f"{name} to start under {pid}", every=0.02)
+    time.sleep(0.3)  # let it connect and block on the lock
 
 
 def client_dirs(base: Path, majors: Iterable[int]) -> str:

@@ -19,10 +19,11 @@ from typing import Any
 
 from learnops_dump.errors import ConnectionFailed
 
+from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_port, wait_port
 from tests.harness.postgres import Conn
-from tests.harness.wait import wait_for as wait_for  # re-exported for the operator tests
+from tests.harness.wait import wait_for
 from tests.support.contract import runner_summary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,11 +128,7 @@ class Namespace:
         return data
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
-        body = self.get("databasebackup", name) or {}
-        for cond in (body.get("status") or {}).get("conditions") or []:
-            if cond["type"] == kind:
-                return dict(cond)
-        return {}
+        return condition(self.status(name), kind)
 
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
         events = self.items("events")

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +26,6 @@ from psycopg.types.json import Jsonb
 
 from tests.harness.net import wait_port
 from tests.harness.postgres import Conn, PgCluster
-from tests.harness.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,10 +130,6 @@ def scalar(conn: Conn, query: str, *params: Any) -> Any:
         cur = c.execute(query.encode(), params)
         row = cur.fetchone() if cur.description else None
     return None if row is None else row[0]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    wait_for(predicate, timeout, what, every=0.05)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from learnops_operator.restorespec import Storage, parse_drill, parse_restore
 from learnops_operator.results import RunResult
 from learnops_operator.spec import Owner, parse
 
+from tests.harness.conditions import condition
+
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
@@ -226,7 +228,7 @@ def test_a_drill_result_sets_restorable_and_records_once_in_order() -> None:
     more = restoreresults.Extras(None, 3, 9, (), ("checksum", "restored"))
     new = drills.record(st, ok, more, "a.dump", 4, NOW)
     assert new is not None
-    cond = next(c for c in new["conditions"] if c["type"] == "Restorable")
+    cond = condition(new, "Restorable")
     assert (cond["status"], cond["reason"], cond["observedGeneration"]) == (
         "True",
         "DrillPassed",
@@ -239,7 +241,7 @@ def test_a_drill_result_sets_restorable_and_records_once_in_order() -> None:
     bad = RunResult("d2", False, "VerificationError", "sha256 differs", NOW + timedelta(minutes=1))
     failed = drills.record(new, bad, restoreresults.Extras(), "b.dump", 4, NOW)
     assert failed is not None
-    cond = next(c for c in failed["conditions"] if c["type"] == "Restorable")
+    cond = condition(failed, "Restorable")
     assert (cond["status"], cond["reason"]) == ("False", "VerificationError")
     assert failed["lastFailedDrill"]["artifact"] == "b.dump"
     assert failed["lastVerifiedRestore"] == new["lastVerifiedRestore"]
