@@ -12,14 +12,20 @@ import yaml
 GOMOD = Path(__file__).with_name("gomod") / "go.mod"
 
 
-def pinned_version() -> str:
-    """The Kubernetes minor the test ground builds, e.g. "1.36.0" (schemas exist per minor)."""
+def pinned_release() -> str:
+    """The Kubernetes release the test ground builds, e.g. "1.36.3": the one pin, in go.mod
+    (build-k8s.sh reads the same line)."""
     for line in GOMOD.read_text().splitlines():
         parts = line.split()
         if parts[:1] == ["k8s.io/kubernetes"] and parts[1].startswith("v"):
-            major, minor, _ = parts[1][1:].split(".")
-            return f"{major}.{minor}.0"
+            return parts[1][1:]
     raise LookupError(f"no k8s.io/kubernetes requirement in {GOMOD}")
+
+
+def pinned_version() -> str:
+    """The pinned release's minor, e.g. "1.36.0" (schemas exist per minor)."""
+    major, minor, _ = pinned_release().split(".")
+    return f"{major}.{minor}.0"
 
 
 def load_all(text: str) -> list[dict[str, Any]]:

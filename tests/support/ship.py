@@ -19,7 +19,7 @@ import jsonschema  # type: ignore[import-untyped]
 import yaml
 
 from tests.harness import tiers
-from tests.harness.validate import load_all
+from tests.harness.validate import load_all, pinned_release
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "learnops"
@@ -28,8 +28,9 @@ CRD_SOURCE = MANIFESTS / "crds" / "learnops.io_databasebackups.yaml"
 CRD_CHART_COPY = CHART / "files" / "crds" / "learnops.io_databasebackups.yaml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 CACHE_BIN = Path(os.environ.get("HOME", "/root")) / ".cache" / "learnops" / "bin"
-# The pinned cluster version; helm's built-in default is older than the chart's objects.
-KUBE_VERSION = "1.36.3"
+# The cluster release pinned in tests/harness/gomod/go.mod; helm's built-in default is older
+# than the chart's objects.
+KUBE_VERSION = pinned_release()
 WORKER_CAP = 4
 
 
