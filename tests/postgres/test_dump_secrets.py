@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.postgres import Conn, PgCluster
+from tests.harness.wait import wait_for
 from tests.support.dump import (
     DUMP_SRC,
     DumpWorld,
@@ -165,8 +166,22 @@ def test_the_proc_sampler_would_catch_a_leak() -> None:
     """Control for every canary assertion: a secret in argv or environ is seen."""
     secret = canary_password()
     with ProcSampler([secret]) as sampler:
-        subprocess.run(["sleep", "0.3"], env={"LEAK": secret}, check=True)
-        subprocess.run(["sh", "-c", "sleep 0.3", secret], check=True)
+        # each leaky child lives until it was seen: a loaded machine's sampling loop may take
+        # longer than any fixed sleep to come round
+        for where, argv, env in (
+            ("/environ", ["sleep", "120"], {"LEAK": secret}),
+            ("/cmdline", ["sh", "-c", "sleep 120", secret], None),
+        ):
+            child = subprocess.Popen(argv, env=env)
+
+            def seen(where: str = where) -> bool:
+                return any(h.endswith(where) for h in sampler.hits)
+
+            try:
+                wait_for(seen, 60, f"the sampler to see the secret in {where}")
+            finally:
+                child.kill()
+                child.wait()
     assert any(hit.endswith("/environ") for hit in sampler.hits)
     assert any(hit.endswith("/cmdline") for hit in sampler.hits)
 
