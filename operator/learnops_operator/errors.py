@@ -1,10 +1,15 @@
 """Every exception the operator raises on purpose; the docstring is the default message.
 
-Exit codes of the `learnops-operator` process (mapped in cli.main):
-  0 clean shutdown, 1 internal error, 2 configuration error, 3 lost leadership.
+Exit codes of the `learnops-operator` process (mapped in cli.main): EXIT_CODES.
 """
 
 from __future__ import annotations
+
+EXIT_CODES = """exit codes:
+  0  clean shutdown
+  1  internal error
+  2  configuration error (a setting, or no cluster credentials)
+  3  this replica lost the leader Lease"""
 
 
 class OperatorError(Exception):

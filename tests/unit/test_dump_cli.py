@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from learnops_dump.cli import parser
 from learnops_dump.connection import Target, resolve_target
 from learnops_dump.credentials import private_pgpass, split_line
+from learnops_dump.declare import declared
 from learnops_dump.settings import Settings
 
 
@@ -17,8 +17,8 @@ def test_help_documents_every_setting_and_exit_code(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for f in fields(Settings):
-        for name in f.metadata["env"].split("/"):
+    for d in declared(Settings):
+        for name in d.names():
             assert name in out
     for name in ("SESSION_DATABASE_URL", "BACKUP_DATABASE_URL", "DATABASE_URL"):
         assert name in out

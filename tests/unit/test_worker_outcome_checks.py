@@ -112,8 +112,10 @@ def test_whatever_a_handler_does_becomes_an_outcome_of_its_own_job() -> None:
 
 
 def test_job_timeouts_and_retention_settings_parse_with_units_and_per_kind_overrides() -> None:
+    url = {"DATABASE_URL": "postgresql://learnops@localhost/learnops"}
     s = from_env(
         {
+            **url,
             "WORKER_JOB_TIMEOUT_SECONDS": "30",
             "WORKER_JOB_TIMEOUTS": "feedback=900, noop=0",
             "WORKER_RETENTION_SUCCEEDED": "12h",
@@ -128,7 +130,7 @@ def test_job_timeouts_and_retention_settings_parse_with_units_and_per_kind_overr
     )
     assert (s.retention_succeeded_seconds, s.retention_failed_seconds) == (43200, 0)
     assert s.cache_ttl_seconds == 5400
-    d = from_env({})
+    d = from_env(url)
     assert (d.job_timeout_seconds, d.statement_timeout_seconds) == (600, 10)
     assert (d.retention_succeeded_seconds, d.retention_failed_seconds) == (7 * 86400, 30 * 86400)
 

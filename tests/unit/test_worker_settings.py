@@ -8,6 +8,8 @@ import pytest
 from learnops_worker.errors import ConfigError
 from learnops_worker.settings import CONCURRENCY_CAP, Secret, from_env
 
+URL = {"DATABASE_URL": "postgresql://learnops@localhost/learnops"}
+
 
 @pytest.mark.parametrize(
     ("raw", "effective", "warned"),
@@ -16,7 +18,7 @@ from learnops_worker.settings import CONCURRENCY_CAP, Secret, from_env
 def test_concurrency_is_clamped_to_the_cap_with_a_warning_naming_it(
     raw: str, effective: int, warned: bool
 ) -> None:
-    settings = from_env({"WORKER_CONCURRENCY": raw})
+    settings = from_env({**URL, "WORKER_CONCURRENCY": raw})
     assert settings.concurrency == effective
     assert CONCURRENCY_CAP == 4
     if warned:
@@ -34,7 +36,7 @@ def test_concurrency_below_one_is_a_config_error(raw: str) -> None:
 
 
 def test_defaults() -> None:
-    s = from_env({})
+    s = from_env(URL)
     assert (s.concurrency, s.http_port, s.global_max_inflight, s.max_attempts) == (1, 8080, 0, 5)
     assert s.heartbeat_seconds * 2 <= s.lease_seconds
     assert s.shutdown_timeout_seconds < 30  # below Kubernetes' default grace period
@@ -66,7 +68,13 @@ def test_secrets_come_from_env_or_file_and_never_print(tmp_path: Path) -> None:
     assert "hunter2" not in str(s.database_url)
     # the plain variable beats its _FILE; a missing file counts as unset
     assert from_env({"DATABASE_URL": "x", "DATABASE_URL_FILE": str(f)}).database_url == Secret("x")
-    assert not from_env({"DATABASE_URL_FILE": str(tmp_path / "absent")}).database_url
     key = tmp_path / "key"
     key.write_text("sk-abc\n")
-    assert from_env({"OPENAI_API_KEY_FILE": str(key)}).openai_api_key.reveal() == "sk-abc"
+    assert from_env({**URL, "OPENAI_API_KEY_FILE": str(key)}).openai_api_key.reveal() == "sk-abc"
+
+
+def test_the_database_url_is_required_and_its_absence_is_a_config_error(tmp_path: Path) -> None:
+    for env in ({}, {"DATABASE_URL_FILE": str(tmp_path / "absent")}, {"DATABASE_URL": "  "}):
+        with pytest.raises(ConfigError, match=r"DATABASE_URL \(or DATABASE_URL_FILE\) is not set"):
+            from_env(env)
+    assert ConfigError.exit_code == 2

@@ -75,16 +75,18 @@ def bucket_name_problem(kind: StorageKind, name: str) -> str | None:
     return "must not look like an IP address"
 
 
-def parse_bucket(env: Mapping[str, str]) -> tuple[StorageKind, Bucket | None]:
-    """The storage kind and, for object storage, its target; ConfigError names the variable."""
-    text = env.get("BACKUP_STORAGE_KIND", "").strip() or "pvc"
+def parse_storage_kind(name: str, text: str) -> StorageKind:
     try:
-        kind = StorageKind(text)
+        return StorageKind(text)
     except ValueError:
         allowed = " | ".join(k.value for k in StorageKind)
-        raise ConfigError(f"BACKUP_STORAGE_KIND: must be one of {allowed}") from None
+        raise ConfigError(f"{name}: must be one of {allowed}") from None
+
+
+def parse_bucket(env: Mapping[str, str], kind: StorageKind) -> Bucket | None:
+    """For object storage, its target (None for a PVC); ConfigError names the variable."""
     if kind is StorageKind.PVC:
-        return kind, None
+        return None
     name = env.get("BACKUP_BUCKET", "").strip()
     if not name:
         raise ConfigError("BACKUP_BUCKET is required for object storage")
@@ -107,7 +109,7 @@ def parse_bucket(env: Mapping[str, str]) -> tuple[StorageKind, Bucket | None]:
         raise ConfigError("BACKUP_OBJECT_ENDPOINT: must be http(s)://host[:port]")
     creds = env.get("BACKUP_CREDENTIALS_DIR", "").strip()
     token = env.get("BACKUP_S3_WEB_IDENTITY_TOKEN_FILE", "").strip()
-    return kind, Bucket(
+    return Bucket(
         kind=kind,
         bucket=name,
         prefix=prefix,

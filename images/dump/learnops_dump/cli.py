@@ -10,15 +10,14 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from . import __version__, errors
 from .buckets import StorageKind
 from .commands import restore_command, verify_command
+from .declare import help_text, value
 from .drill import DrillRequest, drill, parse_assertions
 from .logs import configure
 from .masking import mask
@@ -26,7 +25,7 @@ from .outcome import RunSummary, write_summary
 from .report import Report, termination_message
 from .restoring import Policy, RestoreRequest, restore
 from .runner import run
-from .settings import PREFIX_PATTERN, Settings, help_table
+from .settings import Settings
 from .storage import Storage, wait_at_most
 from .targets import LoadOptions
 
@@ -36,9 +35,7 @@ EXIT_CODES = [(cls.exit_code, cls.reason, (cls.__doc__ or "").strip()) for cls i
 
 
 def _epilog() -> str:
-    lines = ["settings (environment variables):"]
-    for env, default, doc in help_table():
-        lines += [f"  {env}", f"      {doc} [default: {default}]"]
+    lines = [help_text(Settings)]
     lines += [
         "",
         "connection (first non-empty wins; a plain NAME beats its NAME_FILE, a missing file",
@@ -169,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return restore(settings, _restore_request(args))
         if args.command == "drill":
             try:
-                request = _drill_request(args, os.environ.get("DRILL_ASSERTIONS", ""))
+                request = _drill_request(args, settings.drill_assertions)
             except errors.RunnerError as exc:
                 _summary_failure("drill", exc)
                 raise
@@ -217,8 +214,7 @@ def _summary_failure(kind: str, exc: errors.RunnerError) -> None:
     """A restore or drill that cannot start still tells Kubernetes why."""
     summary = RunSummary(datetime.now(UTC), kind=kind)
     summary.fail(exc)
-    path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
-    write_summary(Path(path), summary)
+    write_summary(value(Settings, "termination_log", os.environ), summary)
 
 
 def _config_failure(exc: errors.RunnerError) -> None:
@@ -226,14 +222,14 @@ def _config_failure(exc: errors.RunnerError) -> None:
     report = Report(datetime.now(UTC), "", "", "", "", "")
     report.fail(exc)
     report.finish()
-    path = os.environ.get("BACKUP_TERMINATION_LOG") or "/dev/termination-log"
+    path = value(Settings, "termination_log", os.environ)
     with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as f:
         f.write(termination_message(report.summary()))
-    root = os.environ.get("BACKUP_STORAGE_ROOT", "").strip()
-    prefix = os.environ.get("BACKUP_PREFIX", "").strip() or "backup"
-    if not root or not re.fullmatch(PREFIX_PATTERN, prefix):
-        return
-    storage = Storage(Path(root), prefix)
+    root = value(Settings, "storage_root", os.environ)
+    prefix = value(Settings, "prefix", os.environ)
+    if root is None or prefix is None:
+        return  # no root, or a prefix that does not parse: no storage to report in
+    storage = Storage(root, prefix)
     with contextlib.suppress(errors.RunnerError, OSError):
         storage.open()
         with storage.locked(wait_at_most(10)):

@@ -59,6 +59,13 @@ _LIBPQ_VARS = (
     "PGTARGETSESSIONATTRS",
     "PGCONNECT_TIMEOUT",
 )
+# Every variable resolve_target reads (PGPASSWORD only to refuse it), for the declaration.
+VARIABLES = (
+    *(name for name in _LIBPQ_VARS if name != "PGCONNECT_TIMEOUT"),
+    "PGPASSFILE",
+    "PGPASSWORD",
+    *(f"{name}{tail}" for name in URL_SOURCES for tail in ("", "_FILE")),
+)
 
 
 class Password:

@@ -1,8 +1,7 @@
 """One frozen settings object, built once from the environment in `main()`.
 
-Every field documents itself (`metadata["doc"]`) and names the variable it
-comes from (`metadata["env"]`); `--help` is generated from the same metadata
-so the documentation cannot drift from the parser.
+Every field declares its variable, default and doc once (declare.py); `--help` is generated
+from that declaration and tests hold `.env.example` to it, so neither can drift from the parser.
 """
 
 from __future__ import annotations
@@ -12,12 +11,14 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from .buckets import Bucket, StorageKind, parse_bucket
+from .buckets import Bucket, StorageKind, parse_bucket, parse_storage_kind
+from .connection import VARIABLES as CONNECTION_VARIABLES
 from .connection import Target, resolve_target
+from .declare import Parse, read, setting
 from .encryption import parse_recipients
 from .errors import ConfigError
 
@@ -98,186 +99,219 @@ class Retention:
         return ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
 
 
-def _meta(env: str, doc: str) -> dict[str, str]:
-    return {"env": env, "doc": doc}
+def _text(_: str, raw: str) -> str:
+    return raw
+
+
+def _path(_: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _subdir(_: str, raw: str) -> str | None:
+    return parse_subdir(raw)
+
+
+def _prefix(name: str, raw: str) -> str:
+    if not re.fullmatch(PREFIX_PATTERN, raw):
+        raise ConfigError(f"{name}: use letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number") from None
+    if value != value or value == float("inf"):
+        raise ConfigError(f"{name}: not a finite number")
+    return value
+
+
+def _positive(name: str, raw: str) -> float:
+    value = _number(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name}: must be > 0")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    return int(_positive(name, raw))
+
+
+def _days(name: str, raw: str) -> int:
+    value = _number(name, raw)
+    if value < 0:
+        raise ConfigError(f"{name}: must be >= 0")
+    return int(value)
+
+
+def _bytes(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: a whole number of bytes")
+    return int(raw)
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}: must be true or false")
+
+
+def _enum(kind: type[_E]) -> Parse:
+    def parse(name: str, raw: str) -> _E:
+        try:
+            return kind(raw.lower())
+        except ValueError:
+            allowed = " | ".join(str(m.value) for m in kind)
+            raise ConfigError(f"{name}: must be one of {allowed}") from None
+
+    return parse
+
+
+def _compression(_: str, raw: str) -> Compression:
+    return Compression.parse(raw)
+
+
+def _retention(_: str, raw: str) -> Retention:
+    return Retention.parse(raw)
+
+
+def _databases(_: str, raw: str) -> tuple[str, ...]:
+    return _database_list(raw)
 
 
 @dataclass(frozen=True)
 class Settings:
-    storage_root: Path | None = field(
-        default=None,
-        metadata=_meta("BACKUP_STORAGE_ROOT", "Directory for artifacts and manifests (required)."),
-    )
-    storage_subdir: str | None = field(
-        default=None,
-        metadata=_meta(
-            "BACKUP_STORAGE_SUBDIR",
-            "Relative directory inside the root, made by the runner itself if missing.",
-        ),
-    )
-    prefix: str = field(
-        default="backup", metadata=_meta("BACKUP_PREFIX", "File-name prefix of every artifact.")
-    )
-    timeout_seconds: float = field(
-        default=300.0,
-        metadata=_meta("BACKUP_TIMEOUT_SECONDS", "Whole-run limit; then TERM, KILL, exit 5."),
-    )
-    kill_grace_seconds: float = field(
-        default=5.0,
-        metadata=_meta("BACKUP_KILL_GRACE_SECONDS", "Wait between TERM and KILL of children."),
-    )
-    format: DumpFormat = field(
-        default=DumpFormat.CUSTOM,
-        metadata=_meta("BACKUP_FORMAT", "custom | plain | directory."),
-    )
-    compression: Compression = field(
-        default=Compression("zstd", 3),
-        metadata=_meta("BACKUP_COMPRESSION", "gzip | zstd | lz4 | none, optional :level."),
-    )
-    retention: Retention = field(
-        default=Retention(),
-        metadata=_meta("BACKUP_RETENTION", "GFS rules over successful backups, e.g. last=7."),
-    )
-    failed_retention_days: int = field(
-        default=14,
-        metadata=_meta("BACKUP_FAILED_RETENTION_DAYS", "Failed manifests older than this go."),
-    )
-    verify: VerifyMode = field(
-        default=VerifyMode.LIST,
-        metadata=_meta(
-            "BACKUP_VERIFY", "list (TOC + every data block) | restore (+ scratch db) | none."
-        ),
-    )
-    row_counts: bool = field(
-        default=True,
-        metadata=_meta(
-            "BACKUP_ROW_COUNTS", "Count every table in the dump's snapshot (tableRowCounts)."
-        ),
-    )
-    termination_log: Path = field(
-        default=Path("/dev/termination-log"),
-        metadata=_meta("BACKUP_TERMINATION_LOG", "Where the JSON summary for Kubernetes goes."),
-    )
-    tmpdir: Path = field(
-        default=Path("/tmp"),  # noqa: S108 - the pod mounts an emptyDir there
-        metadata=_meta("TMPDIR", "Private scratch space (the 0600 pgpass copy lives here)."),
-    )
-    client_dirs: str = field(
-        default="/usr/lib/postgresql/*/bin",
-        metadata=_meta("BACKUP_PG_CLIENT_DIRS", "Globs (':'-separated) of client bin dirs."),
-    )
-    connect_timeout: int = field(
-        default=10,
-        metadata=_meta("PGCONNECT_TIMEOUT", "Seconds libpq waits for the server."),
-    )
-    databases: tuple[str, ...] = field(
-        default=(),
-        metadata=_meta(
-            "BACKUP_DATABASES", 'JSON list of databases, each its own artifact, e.g. ["a","b"].'
-        ),
-    )
-    all_databases: bool = field(
-        default=False,
-        metadata=_meta("BACKUP_ALL_DATABASES", "true: every connectable non-template database."),
-    )
-    dump_globals: bool = field(
-        default=False,
-        metadata=_meta("BACKUP_GLOBALS", "true: also pg_dumpall --globals-only (roles, ...)."),
-    )
-    role_passwords: bool = field(
-        default=False,
-        metadata=_meta(
-            "BACKUP_GLOBALS_ROLE_PASSWORDS", "true: keep role password hashes in the globals."
-        ),
-    )
-    storage_kind: StorageKind = field(
-        default=StorageKind.PVC,
-        metadata=_meta("BACKUP_STORAGE_KIND", "pvc | s3 | gcs | azureBlob."),
-    )
-    bucket: Bucket | None = field(
-        default=None,
-        metadata=_meta(
-            "BACKUP_BUCKET/BACKUP_OBJECT_PREFIX/BACKUP_OBJECT_ENDPOINT/BACKUP_S3_REGION/"
-            "BACKUP_S3_PATH_STYLE/BACKUP_S3_SSE/BACKUP_S3_SSE_KMS_KEY_ID/BACKUP_S3_STORAGE_CLASS/"
-            "BACKUP_S3_ROLE_ARN/BACKUP_S3_WEB_IDENTITY_TOKEN_FILE/BACKUP_AZURE_ACCOUNT/"
-            "BACKUP_CREDENTIALS_DIR",
-            "Object-storage target; credentials only as files in BACKUP_CREDENTIALS_DIR.",
-        ),
-    )
-    object_timeout_seconds: float = field(
-        default=60.0,
-        metadata=_meta("BACKUP_OBJECT_TIMEOUT_SECONDS", "Per-request limit (also retry budget)."),
-    )
-    expected_size: int | None = field(
-        default=None,
-        metadata=_meta("BACKUP_EXPECTED_SIZE_BYTES", "Size the part size is planned for."),
-    )
-    age_recipients: tuple[str, ...] = field(
-        default=(),
-        metadata=_meta(
-            "BACKUP_AGE_RECIPIENTS/BACKUP_AGE_RECIPIENTS_FILE",
-            "age public keys; set = every backup is encrypted.",
-        ),
-    )
-    age_identity_file: Path | None = field(
-        default=None,
-        metadata=_meta("BACKUP_AGE_IDENTITY_FILE", "age identity (restore/verify only)."),
-    )
-    target: Target = field(
-        default=Target(),
-        metadata=_meta(
-            "PGHOST/PGPORT/PGDATABASE/PGUSER/PGSSLMODE/PGPASSFILE",
-            "Connection; or SESSION_/BACKUP_/DATABASE_URL[_FILE], first non-empty wins.",
-        ),
-    )
+    """Everything a run can be told: the variable, its default and its doc, declared once
+    per field (declare.py); `--help` and tests/unit/test_ship_env_example.py read them."""
+
+    storage_root: Path | None = setting(
+        "BACKUP_STORAGE_ROOT", "", _path,
+        "Directory for artifacts and manifests (required for pvc storage).",
+    )  # fmt: skip
+    storage_subdir: str | None = setting(
+        "BACKUP_STORAGE_SUBDIR", "", _subdir,
+        "Relative directory inside the root, made by the runner itself if missing.",
+    )  # fmt: skip
+    prefix: str = setting(
+        "BACKUP_PREFIX", "backup", _prefix, "File-name prefix of every artifact."
+    )  # fmt: skip
+    timeout_seconds: float = setting(
+        "BACKUP_TIMEOUT_SECONDS", "300", _positive, "Whole-run limit; then TERM, KILL, exit 5."
+    )  # fmt: skip
+    kill_grace_seconds: float = setting(
+        "BACKUP_KILL_GRACE_SECONDS", "5", _positive, "Wait between TERM and KILL of children."
+    )  # fmt: skip
+    format: DumpFormat = setting(
+        "BACKUP_FORMAT", "custom", _enum(DumpFormat), "custom | plain | directory."
+    )  # fmt: skip
+    compression: Compression = setting(
+        "BACKUP_COMPRESSION", "zstd:3", _compression,
+        "gzip | zstd | lz4 | none, optional :level.",
+    )  # fmt: skip
+    retention: Retention = setting(
+        "BACKUP_RETENTION", "last=7,daily=7,weekly=4,monthly=6", _retention,
+        "GFS rules over successful backups; the newest good one is never pruned.",
+    )  # fmt: skip
+    failed_retention_days: int = setting(
+        "BACKUP_FAILED_RETENTION_DAYS", "14", _days, "Failed manifests older than this go."
+    )  # fmt: skip
+    verify: VerifyMode = setting(
+        "BACKUP_VERIFY", "list", _enum(VerifyMode),
+        "list (TOC + every data block) | restore (+ scratch db) | none.",
+    )  # fmt: skip
+    row_counts: bool = setting(
+        "BACKUP_ROW_COUNTS", "true", _bool,
+        "Count every table in the dump's snapshot (tableRowCounts).",
+    )  # fmt: skip
+    termination_log: Path = setting(
+        "BACKUP_TERMINATION_LOG", "/dev/termination-log", _path,
+        "Where the JSON summary for Kubernetes goes.",
+    )  # fmt: skip
+    tmpdir: Path = setting(
+        "TMPDIR", "/tmp", _path,  # noqa: S108 - the pod mounts an emptyDir there
+        "Private scratch space (the 0600 pgpass copy lives here).",
+    )  # fmt: skip
+    client_dirs: str = setting(
+        "BACKUP_PG_CLIENT_DIRS", "/usr/lib/postgresql/*/bin", _text,
+        "Globs (':'-separated) of client bin dirs.",
+    )  # fmt: skip
+    connect_timeout: int = setting(
+        "PGCONNECT_TIMEOUT", "10", _positive_int, "Seconds libpq waits for the server."
+    )  # fmt: skip
+    databases: tuple[str, ...] = setting(
+        "BACKUP_DATABASES", "", _databases,
+        'JSON list of databases, each its own artifact, e.g. ["a","b"] (default: PGDATABASE).',
+        value=(),
+    )  # fmt: skip
+    all_databases: bool = setting(
+        "BACKUP_ALL_DATABASES", "false", _bool,
+        "true: every connectable non-template database.",
+    )  # fmt: skip
+    dump_globals: bool = setting(
+        "BACKUP_GLOBALS", "false", _bool, "true: also pg_dumpall --globals-only (roles, ...)."
+    )  # fmt: skip
+    role_passwords: bool = setting(
+        "BACKUP_GLOBALS_ROLE_PASSWORDS", "false", _bool,
+        "true: keep role password hashes in the globals (needs BACKUP_GLOBALS=true).",
+    )  # fmt: skip
+    storage_kind: StorageKind = setting(
+        "BACKUP_STORAGE_KIND", "pvc", parse_storage_kind, "pvc | s3 | gcs | azureBlob."
+    )  # fmt: skip
+    bucket: Bucket | None = setting(
+        "BACKUP_BUCKET/BACKUP_OBJECT_PREFIX/BACKUP_OBJECT_ENDPOINT/BACKUP_S3_REGION/"
+        "BACKUP_S3_PATH_STYLE/BACKUP_S3_SSE/BACKUP_S3_SSE_KMS_KEY_ID/BACKUP_S3_STORAGE_CLASS/"
+        "BACKUP_S3_ROLE_ARN/BACKUP_S3_WEB_IDENTITY_TOKEN_FILE/BACKUP_AZURE_ACCOUNT/"
+        "BACKUP_CREDENTIALS_DIR", "", None,
+        "Object-storage target; credentials only as files in BACKUP_CREDENTIALS_DIR.",
+    )  # fmt: skip
+    object_timeout_seconds: float = setting(
+        "BACKUP_OBJECT_TIMEOUT_SECONDS", "60", _positive,
+        "Per-request limit (also retry budget).",
+    )  # fmt: skip
+    expected_size: int | None = setting(
+        "BACKUP_EXPECTED_SIZE_BYTES", "", _bytes,
+        "Size the part size is planned for (default: the database's or the last backup's).",
+    )  # fmt: skip
+    age_recipients: tuple[str, ...] = setting(
+        "BACKUP_AGE_RECIPIENTS/BACKUP_AGE_RECIPIENTS_FILE", "", None,
+        "age public keys; set = every backup is encrypted.",
+        value=(),
+    )  # fmt: skip
+    age_identity_file: Path | None = setting(
+        "BACKUP_AGE_IDENTITY_FILE", "", _path, "age identity (restore/verify only)."
+    )  # fmt: skip
+    drill_assertions: str = setting(
+        "DRILL_ASSERTIONS", "", _text,
+        'drill only: JSON list of {"name": ..., "sql": ...}, each must return one true value.',
+        value="",
+    )  # fmt: skip
+    target: Target = setting(
+        "/".join(CONNECTION_VARIABLES), "", None,
+        "Connection: the first non-empty of SESSION_/BACKUP_/DATABASE_URL[_FILE], else the "
+        "libpq variables with PGPASSFILE (PGPASSWORD is refused).",
+        value=Target(),
+    )  # fmt: skip
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse and validate; raises ConfigError naming the variable, never its value."""
+        values = read(cls, env)
         target, source = resolve_target(env)
         log.info("connection source chosen", extra={"event": "settings.source", "source": source})
-        root = env.get("BACKUP_STORAGE_ROOT", "").strip()
-        kind, bucket = parse_bucket(env)
-        recipients = [env.get("BACKUP_AGE_RECIPIENTS", "")]
-        recipients_file = env.get("BACKUP_AGE_RECIPIENTS_FILE", "").strip()
-        if recipients_file:
-            try:
-                recipients.append(Path(recipients_file).read_text(encoding="utf-8")[: 1 << 20])
-            except OSError as exc:
-                raise ConfigError(
-                    f"BACKUP_AGE_RECIPIENTS_FILE: cannot read it ({exc.strerror})"
-                ) from None
-        identity = env.get("BACKUP_AGE_IDENTITY_FILE", "").strip()
-        expected = env.get("BACKUP_EXPECTED_SIZE_BYTES", "").strip()
-        if expected and not expected.isdigit():
-            raise ConfigError("BACKUP_EXPECTED_SIZE_BYTES: a whole number of bytes")
-        prefix = env.get("BACKUP_PREFIX", "").strip() or "backup"
-        if not re.fullmatch(PREFIX_PATTERN, prefix):
-            raise ConfigError("BACKUP_PREFIX: use letters, digits, '.', '_' or '-'")
+        kind = values.get("storage_kind", StorageKind.PVC)
+        if values.get("databases") and values.get("all_databases"):
+            raise ConfigError("BACKUP_DATABASES and BACKUP_ALL_DATABASES exclude each other")
+        if values.get("role_passwords") and not values.get("dump_globals"):
+            raise ConfigError("BACKUP_GLOBALS_ROLE_PASSWORDS needs BACKUP_GLOBALS=true")
         return cls(
-            storage_root=Path(root) if root else None,
-            storage_subdir=parse_subdir(env.get("BACKUP_STORAGE_SUBDIR", "")),
-            prefix=prefix,
-            timeout_seconds=_number(env, "BACKUP_TIMEOUT_SECONDS", 300.0),
-            kill_grace_seconds=_number(env, "BACKUP_KILL_GRACE_SECONDS", 5.0),
-            format=_enum(env, "BACKUP_FORMAT", DumpFormat, DumpFormat.CUSTOM),
-            compression=Compression.parse(env.get("BACKUP_COMPRESSION", "") or "zstd:3"),
-            retention=Retention.parse(env.get("BACKUP_RETENTION", "") or str(Retention())),
-            failed_retention_days=int(_number(env, "BACKUP_FAILED_RETENTION_DAYS", 14)),
-            verify=_enum(env, "BACKUP_VERIFY", VerifyMode, VerifyMode.LIST),
-            row_counts=_bool(env, "BACKUP_ROW_COUNTS", True),
-            termination_log=Path(env.get("BACKUP_TERMINATION_LOG", "") or "/dev/termination-log"),
-            tmpdir=Path(env.get("TMPDIR", "") or "/tmp"),  # noqa: S108
-            client_dirs=env.get("BACKUP_PG_CLIENT_DIRS", "") or "/usr/lib/postgresql/*/bin",
-            connect_timeout=int(_number(env, "PGCONNECT_TIMEOUT", 10)),
-            storage_kind=kind,
-            bucket=bucket,
-            object_timeout_seconds=_number(env, "BACKUP_OBJECT_TIMEOUT_SECONDS", 60.0),
-            expected_size=int(expected) if expected else None,
-            age_recipients=parse_recipients(recipients),
-            age_identity_file=Path(identity) if identity else None,
+            **values,
+            bucket=parse_bucket(env, kind),
+            age_recipients=parse_recipients(_recipient_texts(env)),
             target=target,
-            **_selection(env),
         )
 
     def require_storage_root(self) -> Path:
@@ -310,22 +344,17 @@ def parse_subdir(text: str) -> str | None:
     return "/".join(parts)
 
 
-def _selection(env: Mapping[str, str]) -> dict[str, Any]:
-    """Which databases and whether globals: validated here, so a run never starts half-right."""
-    databases = _database_list(env.get("BACKUP_DATABASES", "").strip())
-    all_databases = _flag(env, "BACKUP_ALL_DATABASES")
-    if databases and all_databases:
-        raise ConfigError("BACKUP_DATABASES and BACKUP_ALL_DATABASES exclude each other")
-    with_globals = _flag(env, "BACKUP_GLOBALS")
-    role_passwords = _flag(env, "BACKUP_GLOBALS_ROLE_PASSWORDS")
-    if role_passwords and not with_globals:
-        raise ConfigError("BACKUP_GLOBALS_ROLE_PASSWORDS needs BACKUP_GLOBALS=true")
-    return {
-        "databases": databases,
-        "all_databases": all_databases,
-        "dump_globals": with_globals,
-        "role_passwords": role_passwords,
-    }
+def _recipient_texts(env: Mapping[str, str]) -> list[str]:
+    texts = [env.get("BACKUP_AGE_RECIPIENTS", "")]
+    path = env.get("BACKUP_AGE_RECIPIENTS_FILE", "").strip()
+    if path:
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8")[: 1 << 20])
+        except OSError as exc:
+            raise ConfigError(
+                f"BACKUP_AGE_RECIPIENTS_FILE: cannot read it ({exc.strerror})"
+            ) from None
+    return texts
 
 
 def _database_list(text: str) -> tuple[str, ...]:
@@ -350,65 +379,3 @@ def _database_list(text: str) -> tuple[str, ...]:
     if len(set(data)) != len(data):
         raise ConfigError("BACKUP_DATABASES: a database is listed twice")
     return tuple(data)
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    text = env.get(name, "").strip().lower()
-    if text in {"", "false", "0", "no"}:
-        return False
-    if text in {"true", "1", "yes"}:
-        return True
-    raise ConfigError(f"{name}: must be true or false")
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name}: not a number") from None
-    if value <= 0 and name != "BACKUP_FAILED_RETENTION_DAYS":
-        raise ConfigError(f"{name}: must be > 0")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name}: must be true or false")
-
-
-def _enum(env: Mapping[str, str], name: str, kind: type[_E], default: _E) -> _E:
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    try:
-        return kind(text)
-    except ValueError:
-        allowed = " | ".join(str(m.value) for m in kind)
-        raise ConfigError(f"{name}: must be one of {allowed}") from None
-
-
-def help_table() -> list[tuple[str, str, str]]:
-    """(variable, default, doc) for every setting; `--help` prints it."""
-    rows: list[tuple[str, str, str]] = []
-    for f in fields(Settings):
-        default: Any = f.default
-        shown = default.value if isinstance(default, enum.Enum) else default
-        if isinstance(shown, bool):
-            shown = "true" if shown else "false"
-        elif shown == ():
-            shown = None
-        if f.name == "target":
-            shown = "-"
-        rows.append(
-            (f.metadata["env"], str(shown if shown is not None else "-"), f.metadata["doc"])
-        )
-    return rows

@@ -18,6 +18,7 @@ from types import FrameType
 import psycopg
 
 from . import api, db, handlers, logs, migrate
+from .declare import help_text
 from .errors import EXIT_INTERNAL, EXIT_OK, ConfigError, InvalidJob, WorkerError
 from .httpserver import HealthServer
 from .metrics import Metrics
@@ -46,8 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.setup(settings.log_level)
         for note in settings.warnings:
             log.warning(note, extra={"event": "config.warning"})
-        if not settings.database_url:
-            raise ConfigError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
         return int(args.func(settings, args))
     except WorkerError as exc:
         log.error(str(exc), extra={"event": "worker.error", "error_type": type(exc).__name__})
@@ -65,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="learning-worker",
         description="Leased PostgreSQL jobs (settings: environment, see docs/worker.md).",
-        epilog=EXIT_CODES,
+        epilog=f"{help_text(Settings)}\n\n{EXIT_CODES}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)

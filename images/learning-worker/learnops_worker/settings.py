@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
+from .declare import Parse, read, setting
 from .errors import ConfigError
 
 # Two cores per pod and a shared database/AI backend: more threads than this only queue
@@ -41,145 +41,12 @@ class Secret:
     __str__ = __repr__
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Worker settings; every field is documented in docs/worker.md."""
-
-    database_url: Secret = field(default_factory=lambda: Secret(""))
-    """libpq URL or conninfo of the job database (DATABASE_URL / DATABASE_URL_FILE)."""
-    concurrency: int = 1
-    """Jobs run at once by this process, at most CONCURRENCY_CAP."""
-    lease_seconds: float = 30.0
-    """How long a claim stays valid without a heartbeat; a dead worker's job waits this long."""
-    heartbeat_seconds: float = 10.0
-    """How often leases are extended; must be well below lease_seconds."""
-    max_attempts: int = 5
-    """Attempts (claims) before a job becomes failed."""
-    shutdown_timeout_seconds: float = 20.0
-    """Drain time after SIGTERM; keep below the pod's terminationGracePeriodSeconds."""
-    handlers: str = ""
-    """Extra or replacing handlers, `kind=module:function,...`."""
-    http_port: int = 8080
-    """Port of /healthz, /readyz, /metrics; 0 disables the server."""
-    global_max_inflight: int = 0
-    """Running jobs across all workers, enforced by a unique slot index; 0 = no cap."""
-    poll_seconds: float = 2.0
-    """Polling backstop when no NOTIFY arrives (also how soon delayed jobs start)."""
-    backoff_base_seconds: float = 2.0
-    """First retry delay; doubles per attempt."""
-    backoff_max_seconds: float = 600.0
-    """Retry delays never exceed this."""
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    """Name written into claimed rows and logs (defaults to host-pid)."""
-    log_level: str = "INFO"
-    """Python log level name."""
-    feedback_backend: str = "local"
-    """`local` (rubric and keywords, no network) or `openai`."""
-    openai_base_url: str = "https://api.openai.com/v1"
-    """Base URL of an OpenAI-compatible API."""
-    openai_model: str = "gpt-4o-mini"
-    """Model name sent to the provider and used in the result cache key."""
-    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
-    """API key (OPENAI_API_KEY / OPENAI_API_KEY_FILE)."""
-    openai_timeout_seconds: float = 60.0
-    """Per-request timeout towards the provider."""
-    openai_max_retries: int = 3
-    """Retries on 429/5xx/network errors before the job is retried later."""
-    job_timeout_seconds: float = 600.0
-    """A handler running longer ends its attempt (retried or failed); 0 = no timeout."""
-    job_timeouts: tuple[tuple[str, float], ...] = ()
-    """Per-kind overrides of job_timeout_seconds, from `kind=seconds,...`."""
-    statement_timeout_seconds: float = 10.0
-    """Server-side limit of every worker statement; the client gives up shortly after."""
-    retention_succeeded_seconds: float = 7 * 86400.0
-    """Succeeded and cancelled jobs are deleted this long after they finished; 0 = keep."""
-    retention_failed_seconds: float = 30 * 86400.0
-    """Failed jobs are deleted this long after they failed; 0 = keep."""
-    cache_ttl_seconds: float = 30 * 86400.0
-    """Result cache rows are deleted this long after they were stored; 0 = keep."""
-    retention_interval_seconds: float = 60.0
-    """How often one worker (of all) prunes finished jobs and cache rows."""
-    warnings: tuple[str, ...] = ()
-    """Non-fatal configuration notes, logged once at start."""
-
-    def timeout_for(self, kind: str) -> float:
-        """The job timeout of `kind` in seconds (0 = none)."""
-        for name, seconds in self.job_timeouts:
-            if name == kind:
-                return seconds
-        return self.job_timeout_seconds
-
-
-def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate the settings; raises ConfigError naming the bad variable."""
-    env = os.environ if env is None else env
-    notes: list[str] = []
-    concurrency = _int(env, "WORKER_CONCURRENCY", 1)
-    if concurrency < 1:
-        raise ConfigError(f"WORKER_CONCURRENCY must be at least 1, got {concurrency}")
-    if concurrency > CONCURRENCY_CAP:
-        notes.append(
-            f"WORKER_CONCURRENCY={concurrency} exceeds the cap of {CONCURRENCY_CAP}; "
-            f"using {CONCURRENCY_CAP} (run more replicas to scale out)"
-        )
-        concurrency = CONCURRENCY_CAP
-    lease = _float(env, "WORKER_LEASE_SECONDS", 30.0)
-    heartbeat = _float(env, "WORKER_HEARTBEAT_SECONDS", min(10.0, lease / 3))
-    if lease <= 0 or heartbeat <= 0:
-        raise ConfigError("WORKER_LEASE_SECONDS and WORKER_HEARTBEAT_SECONDS must be positive")
-    if heartbeat * 2 > lease:
-        raise ConfigError(
-            f"WORKER_HEARTBEAT_SECONDS={heartbeat:g} must be at most half of "
-            f"WORKER_LEASE_SECONDS={lease:g}, or one late heartbeat loses the lease"
-        )
-    backend = env.get("FEEDBACK_BACKEND", "local")
-    if backend not in {"local", "openai"}:
-        raise ConfigError(f"FEEDBACK_BACKEND must be 'local' or 'openai', got {backend!r}")
-    settings = Settings(
-        database_url=Secret(_secret(env, "DATABASE_URL")),
-        concurrency=concurrency,
-        lease_seconds=lease,
-        heartbeat_seconds=heartbeat,
-        max_attempts=_int(env, "WORKER_MAX_ATTEMPTS", 5, minimum=1),
-        shutdown_timeout_seconds=_float(env, "WORKER_SHUTDOWN_TIMEOUT_SECONDS", 20.0, minimum=0),
-        handlers=env.get("WORKER_HANDLERS", ""),
-        http_port=_int(env, "WORKER_HTTP_PORT", 8080, minimum=0, maximum=65535),
-        global_max_inflight=_int(env, "WORKER_GLOBAL_MAX_INFLIGHT", 0, minimum=0),
-        poll_seconds=_float(env, "WORKER_POLL_SECONDS", 2.0, minimum=0.01),
-        backoff_base_seconds=_float(env, "WORKER_BACKOFF_BASE_SECONDS", 2.0, minimum=0),
-        backoff_max_seconds=_float(env, "WORKER_BACKOFF_MAX_SECONDS", 600.0, minimum=0),
-        worker_id=env.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
-        log_level=env.get("WORKER_LOG_LEVEL", "INFO").upper(),
-        feedback_backend=backend,
-        openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
-        openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
-        openai_api_key=Secret(_secret(env, "OPENAI_API_KEY")),
-        openai_timeout_seconds=_float(env, "OPENAI_TIMEOUT_SECONDS", 60.0, minimum=0.1),
-        openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", 3, minimum=0),
-        job_timeout_seconds=_float(env, "WORKER_JOB_TIMEOUT_SECONDS", 600.0, minimum=0),
-        job_timeouts=_kind_seconds(env, "WORKER_JOB_TIMEOUTS"),
-        statement_timeout_seconds=_float(
-            env, "WORKER_STATEMENT_TIMEOUT_SECONDS", 10.0, minimum=0.1
-        ),
-        retention_succeeded_seconds=_duration(env, "WORKER_RETENTION_SUCCEEDED", 7 * 86400.0),
-        retention_failed_seconds=_duration(env, "WORKER_RETENTION_FAILED", 30 * 86400.0),
-        cache_ttl_seconds=_duration(env, "WORKER_CACHE_TTL", 30 * 86400.0),
-        retention_interval_seconds=_float(
-            env, "WORKER_RETENTION_INTERVAL_SECONDS", 60.0, minimum=0.1
-        ),
-        warnings=tuple(notes),
-    )
-    return settings
-
-
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+def _duration(name: str, text: str) -> float:
     """Seconds, or a number with a unit: `90s`, `15m`, `12h`, `7d`; 0 means forever."""
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
+    raw = text.lower()
     unit = _UNITS.get(raw[-1])
     number = raw[:-1] if unit else raw
     try:
@@ -193,12 +60,12 @@ def _duration(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _kind_seconds(env: Mapping[str, str], name: str) -> tuple[tuple[str, float], ...]:
+def _kind_seconds(name: str, text: str) -> tuple[tuple[str, float], ...]:
     """`kind=seconds,...` -> ((kind, seconds), ...); kinds follow the job kind pattern."""
     from .models import KIND_PATTERN  # models has no settings import; keep the cycle out
 
     pairs: dict[str, float] = {}
-    for raw in env.get(name, "").split(","):
+    for raw in text.split(","):
         entry = raw.strip()
         if not entry:
             continue
@@ -215,53 +82,231 @@ def _kind_seconds(env: Mapping[str, str], name: str) -> tuple[tuple[str, float],
     return tuple(pairs.items())
 
 
-def _secret(env: Mapping[str, str], name: str) -> str:
-    """`NAME` beats `NAME_FILE`; a `NAME_FILE` pointing nowhere counts as unset."""
-    if value := env.get(name, ""):
+def _text(_: str, raw: str) -> str:
+    return raw
+
+
+def _secret(_: str, raw: str) -> Secret:
+    return Secret(raw)
+
+
+def _bounded_int(minimum: int, maximum: int | None = None) -> Parse:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ConfigError(f"{name}={value} is out of range [{minimum}, {maximum}]")
         return value
-    path = env.get(f"{name}_FILE", "")
-    if not path:
-        return ""
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise ConfigError(f"{name}_FILE cannot be read: {exc.strerror}") from None
+
+    return parse
 
 
-def _int(
-    env: Mapping[str, str],
-    name: str,
-    default: int,
-    *,
-    minimum: int | None = None,
-    maximum: int | None = None,
-) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ConfigError(f"{name}={value} is out of range [{minimum}, {maximum}]")
+def _bounded_float(minimum: float) -> Parse:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+        if value < minimum:
+            raise ConfigError(f"{name}={value:g} must be at least {minimum:g}")
+        return value
+
+    return parse
+
+
+def _concurrency(name: str, raw: str) -> int:
+    value: int = _bounded_int(-(2**31))(name, raw)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
     return value
 
 
-def _float(
-    env: Mapping[str, str], name: str, default: float, *, minimum: float | None = None
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value:g} must be at least {minimum:g}")
+def _positive(name: str, raw: str) -> float:
+    value: float = _bounded_float(float("-inf"))(name, raw)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _choice(*allowed: str) -> Parse:
+    def parse(name: str, raw: str) -> str:
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be {' or '.join(map(repr, allowed))}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _level(_: str, raw: str) -> str:
+    return raw.upper()
+
+
+def _base_url(_: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Worker settings: the variable, its default and why, declared once per field
+    (declare.py); docs/worker.md and .env.example describe them."""
+
+    database_url: Secret = setting(
+        "DATABASE_URL", "", _secret,
+        "libpq URL or conninfo of the job database (required); a plain DATABASE_URL beats "
+        "DATABASE_URL_FILE, a missing file counts as unset.",
+        value=Secret(""), secret=True,
+    )  # fmt: skip
+    concurrency: int = setting(
+        "WORKER_CONCURRENCY", "1", _concurrency,
+        f"Jobs run at once by this process; larger values are clamped to the cap of "
+        f"{CONCURRENCY_CAP} with a warning (scale out with replicas).",
+    )  # fmt: skip
+    lease_seconds: float = setting(
+        "WORKER_LEASE_SECONDS", "30", _positive,
+        "Seconds a claim stays valid without a heartbeat; a dead worker's job waits this long.",
+    )  # fmt: skip
+    heartbeat_seconds: float = setting(
+        "WORKER_HEARTBEAT_SECONDS", "10", _positive,
+        "Seconds between lease extensions, at most half of WORKER_LEASE_SECONDS "
+        "(unset: min(10, lease/3)).",
+    )  # fmt: skip
+    max_attempts: int = setting(
+        "WORKER_MAX_ATTEMPTS", "5", _bounded_int(1),
+        "Attempts (claims) before a job becomes failed.",
+    )  # fmt: skip
+    shutdown_timeout_seconds: float = setting(
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS", "20", _bounded_float(0),
+        "Drain time after SIGTERM; keep it below the pod's terminationGracePeriodSeconds.",
+    )  # fmt: skip
+    handlers: str = setting(
+        "WORKER_HANDLERS", "", _text,
+        "Extra or replacing job handlers, `kind=module:function,...`; empty: the built-in ones.",
+        value="",
+    )  # fmt: skip
+    http_port: int = setting(
+        "WORKER_HTTP_PORT", "8080", _bounded_int(0, 65535),
+        "Port of /healthz, /readyz and /metrics; 0 disables the HTTP server.",
+    )  # fmt: skip
+    global_max_inflight: int = setting(
+        "WORKER_GLOBAL_MAX_INFLIGHT", "0", _bounded_int(0),
+        "Running jobs across all workers, enforced by a unique slot index; 0 = no cap.",
+    )  # fmt: skip
+    poll_seconds: float = setting(
+        "WORKER_POLL_SECONDS", "2", _bounded_float(0.01),
+        "Polling backstop in seconds when no NOTIFY arrives (also how soon delayed jobs start).",
+    )  # fmt: skip
+    backoff_base_seconds: float = setting(
+        "WORKER_BACKOFF_BASE_SECONDS", "2", _bounded_float(0),
+        "First retry delay in seconds; doubles per attempt (with jitter).",
+    )  # fmt: skip
+    backoff_max_seconds: float = setting(
+        "WORKER_BACKOFF_MAX_SECONDS", "600", _bounded_float(0),
+        "Retry delays (a handler's RetryLater delay too) never exceed this many seconds.",
+    )  # fmt: skip
+    worker_id: str = setting(
+        "WORKER_ID", "", _text,
+        "Name written into claimed rows and logs (the pod name in Kubernetes); "
+        "unset: <hostname>-<pid>.",
+        factory=_default_worker_id,
+    )  # fmt: skip
+    log_level: str = setting("WORKER_LOG_LEVEL", "INFO", _level, "Python log level name.")
+    feedback_backend: str = setting(
+        "FEEDBACK_BACKEND", "local", _choice("local", "openai"),
+        "How feedback is produced: `local` (rubric and keywords, no network) or `openai`.",
+    )  # fmt: skip
+    openai_base_url: str = setting(
+        "OPENAI_BASE_URL", "https://api.openai.com/v1", _base_url,
+        "Base URL of an OpenAI-compatible API (FEEDBACK_BACKEND=openai).",
+    )  # fmt: skip
+    openai_model: str = setting(
+        "OPENAI_MODEL", "gpt-4o-mini", _text,
+        "Model name sent to the provider; also part of the result cache key.",
+    )  # fmt: skip
+    openai_api_key: Secret = setting(
+        "OPENAI_API_KEY", "", _secret,
+        "API key of the provider; a plain OPENAI_API_KEY beats OPENAI_API_KEY_FILE.",
+        value=Secret(""), secret=True,
+    )  # fmt: skip
+    openai_timeout_seconds: float = setting(
+        "OPENAI_TIMEOUT_SECONDS", "60", _bounded_float(0.1),
+        "Per-request timeout towards the provider, in seconds.",
+    )  # fmt: skip
+    openai_max_retries: int = setting(
+        "OPENAI_MAX_RETRIES", "3", _bounded_int(0),
+        "Retries on 429/5xx/network errors before the job is retried later.",
+    )  # fmt: skip
+    job_timeout_seconds: float = setting(
+        "WORKER_JOB_TIMEOUT_SECONDS", "600", _bounded_float(0),
+        "Seconds a handler may run before its attempt ends (retried, or failed after the "
+        "last one); 0 = no timeout.",
+    )  # fmt: skip
+    job_timeouts: tuple[tuple[str, float], ...] = setting(
+        "WORKER_JOB_TIMEOUTS", "", _kind_seconds,
+        "Per-kind timeouts overriding WORKER_JOB_TIMEOUT_SECONDS, `kind=seconds,...`.",
+        value=(),
+    )  # fmt: skip
+    statement_timeout_seconds: float = setting(
+        "WORKER_STATEMENT_TIMEOUT_SECONDS", "10", _bounded_float(0.1),
+        "Server-side statement_timeout of every worker statement, in seconds; the client "
+        "gives up shortly after.",
+    )  # fmt: skip
+    retention_succeeded_seconds: float = setting(
+        "WORKER_RETENTION_SUCCEEDED", "7d", _duration,
+        "Succeeded and cancelled jobs are deleted this long after they finished (seconds, or "
+        "90m, 12h, 7d); 0 = keep.",
+    )  # fmt: skip
+    retention_failed_seconds: float = setting(
+        "WORKER_RETENTION_FAILED", "30d", _duration,
+        "Failed jobs are deleted this long after they failed; 0 = keep.",
+    )  # fmt: skip
+    cache_ttl_seconds: float = setting(
+        "WORKER_CACHE_TTL", "30d", _duration,
+        "Result cache rows are deleted this long after they were stored; 0 = keep.",
+    )  # fmt: skip
+    retention_interval_seconds: float = setting(
+        "WORKER_RETENTION_INTERVAL_SECONDS", "60", _bounded_float(0.1),
+        "Seconds between retention rounds; one worker of all prunes per round.",
+    )  # fmt: skip
+    warnings: tuple[str, ...] = ()
+    """Non-fatal configuration notes, logged once at start (not a setting)."""
+
+    def timeout_for(self, kind: str) -> float:
+        """The job timeout of `kind` in seconds (0 = none)."""
+        for name, seconds in self.job_timeouts:
+            if name == kind:
+                return seconds
+        return self.job_timeout_seconds
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting, the required DATABASE_URL included; raises
+    ConfigError naming the bad variable (never a secret's value)."""
+    env = os.environ if env is None else env
+    values = read(Settings, env)
+    notes: list[str] = []
+    concurrency = values.get("concurrency", 1)
+    if concurrency > CONCURRENCY_CAP:
+        notes.append(
+            f"WORKER_CONCURRENCY={concurrency} exceeds the cap of {CONCURRENCY_CAP}; "
+            f"using {CONCURRENCY_CAP} (run more replicas to scale out)"
+        )
+        values["concurrency"] = CONCURRENCY_CAP
+    defaults = Settings()
+    lease = values.get("lease_seconds", defaults.lease_seconds)
+    heartbeat = values.setdefault("heartbeat_seconds", min(defaults.heartbeat_seconds, lease / 3))
+    if heartbeat * 2 > lease:
+        raise ConfigError(
+            f"WORKER_HEARTBEAT_SECONDS={heartbeat:g} must be at most half of "
+            f"WORKER_LEASE_SECONDS={lease:g}, or one late heartbeat loses the lease"
+        )
+    if not values.get("database_url"):
+        raise ConfigError("DATABASE_URL (or DATABASE_URL_FILE) is not set")
+    return Settings(**values, warnings=tuple(notes))
