@@ -175,9 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return verify_command(settings, args.artifact, force=args.force)
         return run(settings)
     except errors.RunnerError as exc:
-        log.error(
-            mask(exc.message), extra={"event": f"{args.command}.failed", "reason": exc.reason}
-        )
+        command = args.command or "run"  # no command is a run
+        log.error(mask(exc.message), extra={"event": f"{command}.failed", "reason": exc.reason})
         return exc.exit_code
 
 

@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "event": getattr(record, "event", "log"),
+            "event": getattr(record, "event", "dump.log"),
             "logger": record.name,
             "message": record.getMessage(),
         }

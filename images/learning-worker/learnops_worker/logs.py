@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         for key in _FIELDS:
             if key in record.__dict__:
                 line[key] = record.__dict__[key]
-        line.setdefault("event", "log")
+        line.setdefault("event", "worker.log")
         if record.exc_info and record.exc_info[0] is not None:
             # Type only: exception text can quote payload data or provider answers.
             line["exc_type"] = record.exc_info[0].__name__
