@@ -268,3 +268,24 @@ def test_a_bad_dump_setting_exits_2_naming_it_and_still_tells_kubernetes(
     assert json.loads(message)["reason"]
     assert "BACKUP_TIMEOUT_SECONDS" in message
     assert CANARY not in message
+
+
+def test_the_settings_tables_in_docs_show_the_declared_defaults() -> None:
+    declared_defaults = {
+        d.env: d.default
+        for cls, _, _ in PROCESSES.values()
+        for d in declared(cls)
+        if d.parse is not None and d.default and d.name != "heartbeat_seconds"  # min(10, lease/3)
+    }
+    checked, wrong = 0, []
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        for line in doc.read_text().splitlines():
+            row = re.match(r"^\| `([A-Z][A-Z0-9_]*)`[^|]*\| `([^`]*)` \|", line)
+            if row and row[1] in declared_defaults:
+                checked += 1
+                if row[2] != declared_defaults[row[1]]:
+                    wrong.append(
+                        f"{doc.name}: {row[1]} = {row[2]}, declared {declared_defaults[row[1]]}"
+                    )
+    assert checked > 30
+    assert not wrong
