@@ -8,6 +8,7 @@ import argparse
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import redirect_stderr
@@ -268,6 +269,9 @@ def test_a_bad_dump_setting_exits_2_naming_it_and_still_tells_kubernetes(
     assert json.loads(message)["reason"]
     assert "BACKUP_TIMEOUT_SECONDS" in message
     assert CANARY not in message
+    monkeypatch.setenv("BACKUP_TIMEOUT_SECONDS", "60")
+    monkeypatch.setenv("BACKUP_STORAGE_ROOT", str(tmp_path))
+    assert CANARY not in repr(DumpSettings.from_env(dict(os.environ)))
 
 
 def test_the_settings_tables_in_docs_show_the_declared_defaults() -> None:
