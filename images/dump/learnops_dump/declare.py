@@ -52,10 +52,14 @@ def setting(
     *,
     value: Any = MISSING,
     factory: Callable[[], Any] | None = None,
-    **options: Any,
+    also: tuple[str, ...] = (),
+    secret: bool = False,
+    flag: str | None = None,
+    switch: str | None = None,
 ) -> Any:
     """A dataclass field whose default is `parse(env, default)`, unless `value`/`factory` say
     otherwise (a composite setting, or one computed per process such as a host name)."""
+    options = {"also": also, "secret": secret, "flag": flag, "switch": switch}
     metadata = {"declared": (env, default, parse, doc, options)}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
