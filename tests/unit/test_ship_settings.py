@@ -27,7 +27,7 @@ from learnops_operator.declare import Declared, declared
 from learnops_worker import cli as worker_cli
 from learnops_worker import settings as worker_settings
 
-from tests.fixtures_ship import ROOT, kustomize, render
+from tests.support.ship import ROOT, kustomize, render
 
 URL = "postgresql://learnops_worker@localhost:5432/learnops"
 CANARY = "canary-Pa55-7f3e9c"
