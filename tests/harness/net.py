@@ -14,6 +14,21 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket is held until all are chosen, so the kernel
+    cannot hand out the same ephemeral port twice."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def wait_port(port: int, timeout: float, host: str = "127.0.0.1") -> None:
     """Block until something accepts on host:port, or raise TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -21,7 +21,7 @@ from learnops_dump.errors import ConnectionFailed
 
 from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
-from tests.harness.net import free_port, wait_port
+from tests.harness.net import free_ports, wait_port
 from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for
 from tests.support.contract import runner_summary
@@ -242,9 +242,7 @@ class OperatorProcess:
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self.liveness_port = free_port()
-        self.readiness_port = free_port()
-        self.metrics_port = free_port()
+        self.liveness_port, self.readiness_port, self.metrics_port = free_ports(3)
         argv = [
             *argv,
             f"--liveness-port={self.liveness_port}",
