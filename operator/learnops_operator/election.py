@@ -18,6 +18,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from learnops_operator.rest import path, request
+
 log = logging.getLogger(__name__)
 
 
@@ -25,11 +27,37 @@ def _micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class LeaseStore:
+    """The one Lease, over HTTP (a unit test swaps in its own store)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.api = api
+        self.collection = path(
+            "apis", "coordination.k8s.io", "v1", "namespaces", namespace, "leases"
+        )
+        self.item = f"{self.collection}/{path(name)[1:]}"
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = request(self.api, "GET", self.item)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return data
+
+    def create(self, body: dict[str, Any]) -> None:
+        request(self.api, "POST", self.collection, body=body)
+
+    def replace(self, body: dict[str, Any]) -> None:
+        request(self.api, "PUT", self.item, body=body)
+
+
 class LeaseElector:
     def __init__(
         self, api: client.ApiClient, namespace: str, name: str, identity: str, duration: float
     ) -> None:
-        self.coord = client.CoordinationV1Api(api)
+        self.store = LeaseStore(api, namespace, name)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -39,18 +67,6 @@ class LeaseElector:
         self._observed: tuple[Any, ...] | None = None
         self.problem: str | None = None
         self._observed_at = time.monotonic()
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            resp = self.coord.read_namespaced_lease(
-                self.name, self.namespace, _preload_content=False
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data: dict[str, Any] = json.loads(resp.data)
-        return data
 
     def step(self) -> bool:
         """Acquire or renew once; True if we hold the Lease afterwards.
@@ -97,7 +113,7 @@ class LeaseElector:
         self.problem = problem
 
     def _step(self) -> bool:
-        lease = self._read()
+        lease = self.store.read()
         now = _micro_now()
         if lease is None:
             body = {
@@ -135,9 +151,9 @@ class LeaseElector:
     def _write(self, body: dict[str, Any], create: bool) -> bool:
         try:
             if create:
-                self.coord.create_namespaced_lease(self.namespace, body)
+                self.store.create(body)
             else:
-                self.coord.replace_namespaced_lease(self.name, self.namespace, body)
+                self.store.replace(body)
         except ApiException as exc:
             if exc.status in (409, 422):
                 return False  # someone else wrote first (resourceVersion conflict)
@@ -147,11 +163,11 @@ class LeaseElector:
     def release(self) -> None:
         """Hand over at once on a clean shutdown instead of making the follower wait it out."""
         try:
-            lease = self._read()
+            lease = self.store.read()
             if lease is None or lease.get("spec", {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"].update(holderIdentity=None, leaseDurationSeconds=1)
-            self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.store.replace(lease)
             log.info("lease released", extra={"event": "lease.released"})
         except ApiException as exc:
             log.warning(self._explain(exc), extra={"event": "lease.error"})

@@ -1,4 +1,4 @@
-"""The few API calls the operator makes, over the official client (blocking; called from threads).
+"""The few API calls the operator makes, as plain JSON requests (blocking; called from threads).
 
 Responses are plain dicts (camelCase, as the API sends them), so the pure modules never see
 client model classes. Server-side apply owns the CronJob's fields: a manual edit of those fields
@@ -17,11 +17,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from learnops_operator.rest import APPLY, STRATEGIC, path, request
 from learnops_operator.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "learnops-operator"
-APPLY = "application/apply-patch+yaml"
 STATUS_RETRIES = 8
 PVC_CACHE_SECONDS = 10.0
 
@@ -59,26 +59,30 @@ class Kube:
     def __init__(self, api: client.ApiClient, identity: str) -> None:
         self.api = api
         self.identity = identity
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.autoscaling = client.AutoscalingV2Api(api)
-        self.custom = client.CustomObjectsApi(api)
         self._pvcs: dict[tuple[str, str], float] = {}
 
+    def _call(self, method: str, url_path: str, **kwargs: Any) -> Any:
+        return request(self.api, method, url_path, **kwargs)
+
     @staticmethod
-    def _json(response: Any) -> Any:
-        """Raw JSON instead of the client's model classes: building those costs more CPU than
-        the request itself when hundreds of objects are reconciled at once."""
-        return json.loads(response.data)
+    def _ours(namespace: str, plural: str, *rest: str) -> str:
+        return path("apis", GROUP, VERSION, "namespaces", namespace, plural, *rest)
+
+    @staticmethod
+    def _batch(namespace: str, plural: str, *rest: str) -> str:
+        return path("apis", "batch", "v1", "namespaces", namespace, plural, *rest)
+
+    @staticmethod
+    def _core(namespace: str | None, plural: str, *rest: str) -> str:
+        if namespace is None:
+            return path("api", "v1", plural, *rest)
+        return path("api", "v1", "namespaces", namespace, plural, *rest)
 
     # -- DatabaseBackup ---------------------------------------------------------------------
     def get_backup(self, namespace: str, name: str, plural: str = PLURAL) -> dict[str, Any] | None:
         """A DatabaseBackup (or, with `plural`, another of our kinds); None if it is gone."""
         try:
-            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name
-            )
+            body: dict[str, Any] = self._call("GET", self._ours(namespace, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -112,9 +116,7 @@ class Kube:
                 return None
             body["status"] = new
             try:
-                self.custom.replace_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, plural, name, body
-                )
+                self._call("PUT", self._ours(namespace, plural, name, "status"), body=body)
             except ApiException as exc:
                 if exc.status in (404, 409):
                     continue  # conflict: re-read and re-apply the mutation
@@ -126,33 +128,29 @@ class Kube:
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply of a CronJob; returns the live object."""
         meta = obj["metadata"]
-        result = self.batch.patch_namespaced_cron_job(
-            meta["name"],
-            meta["namespace"],
-            body=dict(obj),
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,
+        data: dict[str, Any] = self._call(
+            "PATCH",
+            self._batch(meta["namespace"], "cronjobs", meta["name"]),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=obj,
+            content_type=APPLY,
         )
-        data: dict[str, Any] = self._json(result)
         return data
 
     def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result = self.batch.read_namespaced_cron_job(name, namespace, _preload_content=False)
+            data: dict[str, Any] = self._call("GET", self._batch(namespace, "cronjobs", name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        data: dict[str, Any] = self._json(result)
         return data
 
     def create_job(self, obj: Mapping[str, Any]) -> bool:
         """True if created, False if a Job of that name already exists (idempotent by name)."""
         meta = obj["metadata"]
         try:
-            self.batch.create_namespaced_job(meta["namespace"], dict(obj), _preload_content=False)
+            self._call("POST", self._batch(meta["namespace"], "jobs"), body=obj)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -162,8 +160,11 @@ class Kube:
     def suspend_cronjob(self, namespace: str, name: str) -> None:
         """A CronJob we no longer want runs no more (no delete verb: GC removes it with us)."""
         try:
-            self.batch.patch_namespaced_cron_job(
-                name, namespace, {"spec": {"suspend": True}}, _preload_content=False
+            self._call(
+                "PATCH",
+                self._batch(namespace, "cronjobs", name),
+                body={"spec": {"suspend": True}},
+                content_type=STRATEGIC,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -171,7 +172,7 @@ class Kube:
 
     def job_exists(self, namespace: str, name: str) -> bool:
         try:
-            self.batch.read_namespaced_job(name, namespace, _preload_content=False)
+            self._call("GET", self._batch(namespace, "jobs", name))
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -185,9 +186,7 @@ class Kube:
         if seen is not None and time.monotonic() - seen < PVC_CACHE_SECONDS:
             return True
         try:
-            self.core.read_namespaced_persistent_volume_claim(
-                name, namespace, _preload_content=False
-            )
+            self._call("GET", self._core(namespace, "persistentvolumeclaims", name))
         except ApiException as exc:
             if exc.status == 404:
                 self._pvcs.pop(key, None)
@@ -197,47 +196,49 @@ class Kube:
         return True
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"job-name={job}", _preload_content=False
+        pods = self._call(
+            "GET", self._core(namespace, "pods"), query=[("labelSelector", f"job-name={job}")]
         )
-        items: list[dict[str, Any]] = self._json(pods)["items"]
+        items: list[dict[str, Any]] = pods["items"]
         return items
 
     def backup_pods(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
-        if namespace is None:
-            pods = self.core.list_pod_for_all_namespaces(
-                label_selector=selector, _preload_content=False
-            )
-        else:
-            pods = self.core.list_namespaced_pod(
-                namespace, label_selector=selector, _preload_content=False
-            )
-        items: list[dict[str, Any]] = self._json(pods)["items"]
+        pods = self._call("GET", self._core(namespace, "pods"), query=[("labelSelector", selector)])
+        items: list[dict[str, Any]] = pods["items"]
         return items
 
     def pod_events(self, namespace: str, uid: str) -> list[dict[str, Any]]:
-        events = self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.uid={uid}", _preload_content=False
+        events = self._call(
+            "GET",
+            self._core(namespace, "events"),
+            query=[("fieldSelector", f"involvedObject.uid={uid}")],
         )
-        items: list[dict[str, Any]] = self._json(events)["items"]
+        items: list[dict[str, Any]] = events["items"]
         return items
 
     # -- learning worker clamp -------------------------------------------------------------
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        self.apps.patch_namespaced_deployment_scale(
-            name, namespace, {"spec": {"replicas": replicas}}
+        self._call(
+            "PATCH",
+            path("apis", "apps", "v1", "namespaces", namespace, "deployments", name, "scale"),
+            body={"spec": {"replicas": replicas}},
+            content_type=STRATEGIC,
         )
 
     def list_hpas(self, namespace: str) -> list[dict[str, Any]]:
-        hpas = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
-            namespace, _preload_content=False
-        )
-        items: list[dict[str, Any]] = self._json(hpas)["items"]
+        hpas = self._call("GET", self._hpas(namespace))
+        items: list[dict[str, Any]] = hpas["items"]
         return items
 
     def patch_hpa(self, namespace: str, name: str, spec: Mapping[str, Any]) -> None:
-        self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
-            name, namespace, {"spec": dict(spec)}
+        self._call(
+            "PATCH", self._hpas(namespace, name), body={"spec": dict(spec)}, content_type=STRATEGIC
+        )
+
+    @staticmethod
+    def _hpas(namespace: str, *rest: str) -> str:
+        return path(
+            "apis", "autoscaling", "v2", "namespaces", namespace, "horizontalpodautoscalers", *rest
         )
 
     # -- events ------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta.get("namespace"), event, _preload_content=False)
+            self._call("POST", self._core(str(meta.get("namespace")), "events"), body=event)
         except (ApiException, OSError) as exc:
             log.warning(
                 "event not posted",

@@ -16,10 +16,12 @@ from aiohttp import web
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from learnops_operator.rest import path, request
 from learnops_operator.settings import Settings
 from learnops_operator.spec import API_VERSION, GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
+REVIEWS = path("apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews")
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,13 @@ def _reason(exc: ApiException) -> str:
 def crd_problem(api: client.ApiClient) -> str | None:
     """The CRD is served (discovery is open to every authenticated user)."""
     try:
-        resources = client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION)
+        resources = request(api, "GET", path("apis", GROUP, VERSION))
     except ApiException as exc:
         if exc.status == 404:
-            resources = None
+            resources = {}
         else:
             return f"cannot discover {API_VERSION}: HTTP {exc.status} {_reason(exc)}"
-    names = {r.name for r in getattr(resources, "resources", None) or ()}
+    names = {r.get("name") for r in resources.get("resources") or ()}
     if PLURAL not in names:
         return (
             f"the DatabaseBackup CRD ({PLURAL}.{GROUP}) is not installed: "
@@ -82,28 +84,28 @@ def crd_problem(api: client.ApiClient) -> str | None:
 
 def rbac_problem(api: client.ApiClient, settings: Settings) -> str | None:
     """Every permission in NEEDS, asked of the API server itself (SelfSubjectAccessReview)."""
-    auth = client.AuthorizationV1Api(api)
     missing: list[str] = []
     for need in NEEDS:
         if need.lease and not settings.leader_election:
             continue
         namespace = settings.lease_namespace if need.lease else (settings.namespace or "")
-        review = client.V1SelfSubjectAccessReview(
-            spec=client.V1SelfSubjectAccessReviewSpec(
-                resource_attributes=client.V1ResourceAttributes(
-                    verb=need.verb,
-                    group=need.group,
-                    resource=need.resource.split("/")[0],
-                    subresource=need.resource.partition("/")[2] or None,
-                    namespace=namespace or None,
-                )
-            )
-        )
+        attributes = {
+            "verb": need.verb,
+            "group": need.group,
+            "resource": need.resource.split("/")[0],
+            "subresource": need.resource.partition("/")[2],
+            "namespace": namespace,
+        }
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {k: v for k, v in attributes.items() if v}},
+        }
         try:
-            result = auth.create_self_subject_access_review(review)
+            result = request(api, "POST", REVIEWS, body=review)
         except ApiException as exc:
             return f"cannot check RBAC: HTTP {exc.status} {_reason(exc)}"
-        if not result.status.allowed:
+        if not (result.get("status") or {}).get("allowed"):
             scope = f"namespace {namespace}" if namespace else "all namespaces"
             missing.append(f"{need.verb} {need.resource} ({scope})")
     if not missing:

@@ -11,22 +11,15 @@ from kubernetes.client.exceptions import ApiException
 from learnops_operator import election
 
 
-class _Response:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = json.dumps(data).encode()
-
-
 class FakeCoordination:
-    """Just enough of CoordinationV1Api: one Lease, optimistic concurrency by resourceVersion."""
+    """An in-memory LeaseStore: one Lease, optimistic concurrency by resourceVersion."""
 
     def __init__(self) -> None:
         self.lease: dict[str, Any] | None = None
         self.version = 0
 
-    def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> _Response:
-        if self.lease is None:
-            raise ApiException(status=404)
-        return _Response(self.lease)
+    def read(self) -> dict[str, Any] | None:
+        return json.loads(json.dumps(self.lease)) if self.lease is not None else None
 
     def _store(self, body: dict[str, Any]) -> None:
         self.version += 1
@@ -34,12 +27,12 @@ class FakeCoordination:
         body["metadata"]["resourceVersion"] = str(self.version)
         self.lease = body
 
-    def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> None:
+    def create(self, body: dict[str, Any]) -> None:
         if self.lease is not None:
             raise ApiException(status=409)
         self._store(body)
 
-    def replace_namespaced_lease(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def replace(self, body: dict[str, Any]) -> None:
         assert self.lease is not None
         if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise ApiException(status=409)
@@ -63,7 +56,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 def _elector(api: FakeCoordination, identity: str) -> election.LeaseElector:
     elector = election.LeaseElector(client.ApiClient(), "ops", "lease", identity, duration=10)
-    elector.coord = api
+    elector.store = api  # type: ignore[assignment]
     return elector
 
 
