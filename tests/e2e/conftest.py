@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,13 @@ from tests.harness import tiers
 from tests.harness.containers import Engine
 from tests.harness.kind import KindCluster, log
 from tests.harness.kube import KubeCluster
+from tests.harness.objectservers import ServerUnavailable
 from tests.harness.platform import IMAGES, Platform, build_image
 from tests.harness.podpostgres import NODEPORT, PodPostgres
+from tests.harness.pods3 import IMAGE as S3_IMAGE
+from tests.harness.pods3 import NODEPORT as S3_NODEPORT
+from tests.harness.pods3 import PodS3
+from tests.harness.pods3 import build_image as build_s3_image
 from tests.harness.postgres import Conn
 from tests.support.operator import install_operator_rbac
 
@@ -52,6 +58,21 @@ def platform(kind_cluster: tuple[KindCluster, KubeCluster], container_engine: En
     pg = PodPostgres(kube, kind.host_ports[NODEPORT]).start()
     log("PostgreSQL pod answering")
     return Platform(kind, kube, pg)
+
+
+@pytest.fixture(scope="session")
+def pod_s3(platform: Platform, container_engine: Engine) -> PodS3:
+    """SeaweedFS's S3 gateway as a pod; its image is built and loaded on first use, so only
+    the sessions that run object-storage tests pay for it."""
+    t0 = time.monotonic()
+    try:
+        build_s3_image(container_engine)
+        platform.kind.load(S3_IMAGE)
+    except (RuntimeError, ServerUnavailable, subprocess.CalledProcessError) as exc:
+        tiers.unavailable("e2e", f"the S3 server image did not build or load: {exc}")
+    s3 = PodS3(platform.kube, platform.kind.host_ports[S3_NODEPORT]).start()
+    log(f"S3 server pod answering ({time.monotonic() - t0:.0f}s with its image)")
+    return s3
 
 
 @pytest.fixture(scope="session")
