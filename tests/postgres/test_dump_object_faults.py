@@ -110,6 +110,22 @@ def test_an_http_error_mid_upload_fails_the_run_and_aborts_the_upload(
     assert scene.server.pending_uploads(scene.bucket) == 0
 
 
+def test_a_failing_later_segment_aborts_the_earlier_ones_and_leaves_no_object(
+    scene: Scene,
+) -> None:
+    # 2 parts per object: ~30 MB is three parts in two objects; the short last part of the
+    # second object fails when the upload is completed, after the first object was filled
+    rule = faultproxy.short_part(500, "InternalError", PART)
+    with FaultProxy(scene.server.port, rule=rule) as proxy:
+        result = run_runner(scene.env(proxy, BACKUP_OBJECT_SEGMENT_PARTS="2"))
+    assert result.returncode == 6, result.stderr
+    assert _term(scene)["reason"] == "StorageError"
+    assert proxy.parts >= 3  # the first object's two parts and the second's
+    scene.assert_untouched()  # no artifact and no segment object under any name
+    assert not [k for k in scene.server.keys(scene.bucket) if ".seg-" in k]
+    assert scene.server.pending_uploads(scene.bucket) == 0  # both multipart uploads aborted
+
+
 def test_the_server_going_away_mid_upload_fails_the_run_without_a_final_object(
     scene: Scene,
 ) -> None:

@@ -7,15 +7,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import PgCluster
 from tests.support.dump import DumpWorld, create_dump_role, start_runner
 from tests.support.objects import object_env
 
 RSS_BOUND_KIB = 64 * 1024
+TB = 10**12
 
 
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {},  # the part planned from the database's size (8 MiB here)
+        # planned for 5 TB: the largest part the runner ever buffers (MAX_PART), and the
+        # artifact continued in segment objects (4 parts each) as a 5 TB dump would be
+        {"BACKUP_EXPECTED_SIZE_BYTES": str(5 * TB), "BACKUP_OBJECT_SEGMENT_PARTS": "4"},
+    ],
+    ids=["planned-for-the-database", "planned-for-5-tb-segmented"],
+)
 def test_the_runner_stays_under_64_mib_streaming_a_big_dump_to_s3(
+    plan: dict[str, str],
     pg_cluster: PgCluster,
     big_db: str,
     s3_server: ObjectServer,
@@ -27,7 +41,7 @@ def test_the_runner_stays_under_64_mib_streaming_a_big_dump_to_s3(
     bucket = bucket_of(s3_server)
     # uncompressed: every byte of the dump passes through the runner and its part buffers
     env = object_env(
-        world, s3_server, bucket, BACKUP_COMPRESSION="none", BACKUP_TIMEOUT_SECONDS="900"
+        world, s3_server, bucket, BACKUP_COMPRESSION="none", BACKUP_TIMEOUT_SECONDS="900", **plan
     )
     peak = 0
     started = time.monotonic()
@@ -46,8 +60,12 @@ def test_the_runner_stays_under_64_mib_streaming_a_big_dump_to_s3(
     assert proc.returncode == 0, err.decode()[-3000:]
     latest = json.loads(s3_server.read(bucket, "t.latest.json"))
     artifact = int(latest["sizeBytes"])
+    objects = int(latest["location"].get("segments", "1"))
+    if plan:
+        assert objects >= 3, latest["location"]  # really segmented
     print(
-        f"\ndatabase {size / 2**20:.0f} MiB, object {artifact / 2**20:.0f} MiB,"
+        f"\ndatabase {size / 2**20:.0f} MiB, artifact {artifact / 2**20:.0f} MiB in {objects}"
+        f" object(s),"
         f" runner peak RSS {peak / 1024:.1f} MiB, {artifact / 2**20 / elapsed:.1f} MiB/s"
         " (dump + upload + verification read-back)"
     )

@@ -9,7 +9,15 @@ from learnops_dump.artifacts import Artifact, split_name
 from learnops_dump.buckets import StorageKind, bucket_name_problem
 from learnops_dump.encryption import encrypt_argv, fingerprint, parse_recipients
 from learnops_dump.errors import ConfigError
-from learnops_dump.partsize import MAX_PART, MAX_PARTS, MIN_PART, MiB, part_size
+from learnops_dump.partsize import (
+    MAX_PART,
+    MAX_PARTS,
+    MIN_PART,
+    MiB,
+    capacity,
+    objects_for,
+    part_size,
+)
 from learnops_dump.pipeline import make_plan
 from learnops_dump.settings import Compression, DumpFormat, Settings
 
@@ -18,20 +26,38 @@ RECIPIENT = "age1tv4pvfx5eddkcpklpfyzt2p00sxt00nuuh9cs32zudk4wv7x432qqlfjq6"
 
 
 @pytest.mark.parametrize("expected", [1 * GB, 100 * GB, 5 * TB])
-def test_the_part_size_fits_twice_the_expected_size_into_the_part_limit(expected: int) -> None:
+def test_the_part_size_is_bounded_and_any_expected_size_fits_in_the_part_limit(
+    expected: int,
+) -> None:
     part = part_size(expected)
     assert part % MiB == 0
     assert MIN_PART <= part <= MAX_PART
-    assert part * MAX_PARTS >= 2 * expected  # room for a dump twice as large as expected
-    assert -(-expected // part) <= MAX_PARTS
+    assert 10 * MiB >= MAX_PART  # memory: measured 56 MiB peak at 12 MiB parts, segmented
+    # every object stays inside S3's part limit; the artifact takes as many as it needs
+    objects = objects_for(expected, part)
+    assert objects * capacity(part) >= expected
+    assert -(-expected // objects) <= MAX_PARTS * part
+    assert (objects - 1) * capacity(part) < expected or objects == 1
 
 
-def test_part_sizes_for_1_gb_100_gb_and_5_tb() -> None:
-    assert part_size(1 * GB) == MIN_PART  # small dumps: the 8 MiB floor
-    assert part_size(100 * GB) == 20 * MiB  # 2 x 100 GB / 10,000 = 20 MB -> 20 MiB
-    assert part_size(5 * TB) == 954 * MiB  # 2 x 5 TB / 10,000 = 1 GB -> 954 MiB
+def test_part_sizes_and_object_counts_for_1_gb_100_gb_and_5_tb() -> None:
+    assert part_size(1 * GB) == MIN_PART  # small dumps: the 8 MiB floor, one object
+    assert objects_for(2 * GB, part_size(1 * GB)) == 1  # room for twice as large
+    assert part_size(100 * GB) == MAX_PART  # 2 x 100 GB / 10,000 = 20 MB, capped at 10 MiB
+    assert objects_for(100 * GB, MAX_PART) == 1  # 10 MiB x 10,000 = 104.9 GB in one object
+    assert objects_for(200 * GB, MAX_PART) == 2  # twice as large: one segment more
+    assert part_size(5 * TB) == MAX_PART  # the memory bound, not the size, sets the part
+    assert objects_for(5 * TB, MAX_PART) == 48  # 5 TB / 104.9 GB = 47.7: 48 objects
     assert part_size(0) == MIN_PART
-    assert part_size(10**15) == MAX_PART  # never above the 5 GiB part maximum
+    assert part_size(10**15) == MAX_PART
+    assert objects_for(0, MIN_PART) == 1  # an empty artifact is still one object
+
+
+def test_a_store_with_a_lower_part_limit_gets_larger_parts_and_more_objects() -> None:
+    assert part_size(1 * GB, parts=1_000) == MIN_PART  # 2 GB / 1,000 = 2 MB -> floor
+    assert part_size(45 * GB, parts=10_000) == 9 * MiB  # 2 x 45 GB / 10,000 = 9 MB
+    assert part_size(45 * GB, parts=1_000) == MAX_PART
+    assert objects_for(5 * TB, MAX_PART, parts=1_000) == 477
 
 
 @pytest.mark.parametrize(

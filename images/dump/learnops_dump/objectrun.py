@@ -21,7 +21,7 @@ from .errors import ConfigError, InternalError, RunnerError, StorageFailed
 from .logs import event
 from .masking import mask
 from .objects import ObjectStorage
-from .partsize import part_size
+from .partsize import objects_for, part_size
 from .pipeline import Outcome, make_plan
 from .procs import Supervisor, child_env
 from .queries import query
@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 def run(settings: Settings) -> int:
     """One backup to the bucket; returns the exit code (never raises)."""
-    from .runner import _terminate  # the one writer of the termination message
+    from .runner import _refuse, _terminate  # the one writer of the termination message
 
+    if problem := unsupported(settings):  # before the bucket is touched: nothing to clean up
+        return _refuse(settings, ConfigError(problem))
     report = start_report(settings)
     event(log, "run.start", "backup started", database=report.database, host=report.host)
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
@@ -71,6 +73,18 @@ def run(settings: Settings) -> int:
             _record(settings, storage, stem, report)
         _terminate(settings.termination_log, report)
     return report.exit_code
+
+
+def unsupported(settings: Settings) -> str | None:
+    """What a bucket run refuses: one database per run (docs/dump.md, "Object storage")."""
+    if settings.databases or settings.all_databases:
+        return (
+            "BACKUP_DATABASES/BACKUP_ALL_DATABASES need a PVC: object storage takes one "
+            "database per run (one DatabaseBackup per database)"
+        )
+    if settings.dump_globals:
+        return "BACKUP_GLOBALS needs a PVC: object storage takes one database per run"
+    return None
 
 
 def _unique_stem(storage: ObjectStorage, prefix: str, started: datetime) -> str:
@@ -106,8 +120,13 @@ def _backup(
         if recipients:
             report.encryption = {"tool": "age", "recipients": [fingerprint(r) for r in recipients]}
         name = stem + plan.extension + (AGE_SUFFIX if encryptor else "")
-        part = part_size(_expected_size(settings, sup, client, storage, env))
-        event(log, "run.part_size", "multipart plan", partBytes=part)
+        expected = _expected_size(settings, sup, client, storage, env)
+        parts = settings.segment_parts
+        part = part_size(expected, parts)
+        event(
+            log, "run.part_size", "multipart plan", partBytes=part, partsPerObject=parts,
+            expectedBytes=expected, expectedObjects=objects_for(expected, part, parts),
+        )  # fmt: skip
         outcome = Outcome()
         uploaded = False
         try:
@@ -117,7 +136,7 @@ def _backup(
                 plan,
                 encryptor,
                 env,
-                lambda: storage.upload(name, part),
+                lambda: storage.upload(name, part, parts),
                 tmpdir,
                 outcome,
             )

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 import obstore
 from obstore.store import AzureStore, GCSStore, S3Store
 
-from .artifacts import MANIFEST_SUFFIX
+from .artifacts import MANIFEST_SUFFIX, split_name
 from .buckets import (
     AZURE_KEY,
     AZURE_SAS,
@@ -34,6 +35,7 @@ from .buckets import (
 )
 from .errors import ConfigError, StorageFailed
 from .masking import mask, register_secret
+from .partsize import MAX_PARTS, capacity
 
 log = logging.getLogger(__name__)
 # One part being filled plus this many in flight: memory is (1 + CONCURRENCY) x part size.
@@ -67,46 +69,135 @@ def failure(action: str, exc: Exception) -> StorageFailed:
     return StorageFailed(mask(f"object storage: cannot {action}{hint}: {kind}: {text}"))
 
 
-class Upload:
-    """A streaming upload to one key: `write()` chunks, then `commit()` or `abort()`."""
+SEGMENT_SEP = ".seg-"
+"""An artifact larger than one object continues in `<name>.seg-00002`, `.seg-00003` ..."""
+_SEGMENT = re.compile(r"(.+)\.seg-(\d{5})")
 
-    def __init__(self, writer: Writer, key: str) -> None:
-        self._writer = writer
-        self.key = key
+
+def segment_name(name: str, index: int) -> str:
+    """The object name of segment `index` (0: the artifact's own name)."""
+    return name if index == 0 else f"{name}{SEGMENT_SEP}{index + 1:05d}"
+
+
+class Upload:
+    """A streaming upload of one artifact: `write()` chunks, then `commit()` or `abort()`.
+
+    Each object takes at most `segment_bytes` (its part limit x the part size); the stream
+    continues in segment objects. The artifact's own object is the first and is completed
+    last, in `commit()`, so nothing is ever visible under its name before the whole dump is.
+    A filled segment is completed at once (an open upload holds client memory, so at most
+    two are open: memory stays bounded however many segments a dump takes); segments are
+    not artifacts (listings fold them into theirs) and a failure deletes them again."""
+
+    def __init__(
+        self,
+        open_writer: Callable[[str], Writer],
+        delete: Callable[[str], None],
+        name: str,
+        key: Callable[[str], str],
+        segment_bytes: int,
+    ) -> None:
+        self._open_writer = open_writer
+        self._delete = delete
+        self._name = name
+        self._keyof = key
+        self._segment_bytes = segment_bytes
+        self.key = key(name)
+        self._first = self._start(self.key)
+        self._current: tuple[str, Writer] = (self.key, self._first)
+        self._completed: list[str] = []
+        self._room = segment_bytes
         self._open = True
 
-    def write(self, data: memoryview) -> None:
-        # A copy: obstore may keep the buffer it is given (zero-copy), and the pipeline
-        # reuses its read buffer for the next chunk.
+    @property
+    def segments(self) -> int:
+        return 1 + len(self._completed) + (self._current[1] is not self._first)
+
+    def _start(self, key: str) -> Writer:
         try:
-            self._writer.write(bytes(data))
+            return self._open_writer(key)
         except Exception as exc:
-            raise failure(f"upload {self.key}", exc) from None
+            raise failure(f"start the upload of {key}", exc) from None
+
+    def _finish_current(self) -> None:
+        """Complete the current segment (never the artifact's own object)."""
+        key, writer = self._current
+        if writer is self._first:
+            return
+        try:
+            writer.close()
+        except Exception as exc:
+            raise failure(f"complete the upload of {key}", exc) from None
+        self._completed.append(key)
+        self._current = (self.key, self._first)
+
+    def _next(self) -> None:
+        self._finish_current()
+        key = self._keyof(segment_name(self._name, self.segments))
+        self._current = (key, self._start(key))
+        self._room = self._segment_bytes
+
+    def write(self, data: memoryview) -> None:
+        while len(data):
+            if self._room == 0:
+                self._next()
+            take = data[: self._room]
+            key, writer = self._current
+            # A copy: obstore may keep the buffer it is given (zero-copy), and the pipeline
+            # reuses its read buffer for the next chunk.
+            try:
+                writer.write(bytes(take))
+            except Exception as exc:
+                raise failure(f"upload {key}", exc) from None
+            self._room -= len(take)
+            data = data[len(take) :]
 
     def commit(self) -> None:
-        """Complete the upload: only now does the object exist under its name."""
+        """Complete the last segment, then the artifact's own object: only now is it there."""
+        try:
+            self._finish_current()
+        except StorageFailed:
+            self.abort()
+            raise
         self._open = False
         try:
-            self._writer.close()
+            self._first.close()
         except Exception as exc:
+            self._drop_segments()
             raise failure(f"complete the upload of {self.key}", exc) from None
 
     def abort(self) -> None:
-        """Abort the multipart upload (best effort: the object never became visible)."""
+        """Abort the open uploads and delete completed segments (best effort: the artifact's
+        own object never became visible)."""
         if not self._open:
             return
         self._open = False
-        try:
-            self._writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        except Exception as exc:
-            log.warning(
-                "could not abort the upload",
-                extra={
-                    "event": "objects.abort_failed",
-                    "key": self.key,
-                    "error": type(exc).__name__,
-                },
-            )
+        key, writer = self._current
+        if writer is not self._first:
+            _abort(writer, key)
+        _abort(self._first, self.key)
+        self._drop_segments()
+
+    def _drop_segments(self) -> None:
+        for key in self._completed:
+            try:
+                self._delete(key)
+            except Exception as exc:
+                log.warning(
+                    "could not delete a segment of a failed upload",
+                    extra={"event": "objects.segment_cleanup_failed", "key": key,
+                           "error": type(exc).__name__},
+                )  # fmt: skip
+
+
+def _abort(writer: Writer, key: str) -> None:
+    try:
+        writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
+    except Exception as exc:
+        log.warning(
+            "could not abort the upload",
+            extra={"event": "objects.abort_failed", "key": key, "error": type(exc).__name__},
+        )
 
 
 class ObjectStorage:
@@ -123,7 +214,14 @@ class ObjectStorage:
         return f"{self.bucket.kind.value}://{self.bucket.bucket}/{self.bucket.prefix}"
 
     def location(self, name: str) -> dict[str, str]:
-        return {"kind": self.bucket.kind.value, "bucket": self.bucket.bucket, "key": self.key(name)}
+        where = {
+            "kind": self.bucket.kind.value,
+            "bucket": self.bucket.bucket,
+            "key": self.key(name),
+        }
+        if segments := len(self.segments(name)):
+            where["segments"] = str(segments + 1)
+        return where
 
     def key(self, name: str) -> str:
         return self.bucket.key(name)
@@ -141,7 +239,24 @@ class ObjectStorage:
         return []
 
     def names(self) -> list[str]:
-        """Object names directly below the prefix."""
+        """Artifact and document names directly below the prefix; an artifact's segment
+        objects count as their artifact (so retention removes a failed run's leftovers)."""
+        seen: dict[str, None] = {}
+        for name in self._object_names():
+            found = _SEGMENT.fullmatch(name)
+            seen[found.group(1) if found else name] = None
+        return list(seen)
+
+    def segments(self, name: str) -> list[str]:
+        """The segment objects that continue artifact `name`, in order."""
+        found = [
+            (int(m.group(2)), n)
+            for n in self._object_names()
+            if (m := _SEGMENT.fullmatch(n)) and m.group(1) == name
+        ]
+        return [n for _, n in sorted(found)]
+
+    def _object_names(self) -> list[str]:
         prefix = self.bucket.prefix
         try:
             result = obstore.list_with_delimiter(self._store, prefix or None)
@@ -185,31 +300,37 @@ class ObjectStorage:
         return data if isinstance(data, dict) else None
 
     def remove(self, name: str) -> None:
-        try:
-            obstore.delete(self._store, self.key(name))
-        except FileNotFoundError:
-            return
-        except Exception as exc:
-            raise OSError(f"cannot delete {self.key(name)}: {type(exc).__name__}") from None
+        """Delete an object; for an artifact its own name first (so it no longer looks
+        complete), then its segments."""
+        segments = self.segments(name) if split_name(name) else []
+        for each in [name, *segments]:
+            try:
+                obstore.delete(self._store, self.key(each))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:
+                raise OSError(f"cannot delete {self.key(each)}: {type(exc).__name__}") from None
 
     # -- streaming ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def upload(self, name: str, part: int) -> Iterator[Upload]:
-        """An upload that commits only if the block finishes; any exception aborts it."""
+    def upload(self, name: str, part: int, parts: int = MAX_PARTS) -> Iterator[Upload]:
+        """An upload that commits only if the block finishes; any exception aborts it.
+        Each object holds at most `parts` parts; beyond that the artifact is segmented."""
         attributes: dict[str, str] = {"Content-Type": "application/octet-stream"}
         if self.bucket.storage_class and self.bucket.kind is StorageKind.S3:
             attributes["Storage-Class"] = self.bucket.storage_class
-        try:
-            writer = obstore.open_writer(
-                self._store,
-                self.key(name),
-                buffer_size=part,
-                max_concurrency=CONCURRENCY,
+
+        def open_writer(key: str) -> Writer:
+            writer: Writer = obstore.open_writer(
+                self._store, key, buffer_size=part, max_concurrency=CONCURRENCY,
                 attributes=attributes,
-            )
-        except Exception as exc:
-            raise failure(f"start the upload of {self.key(name)}", exc) from None
-        upload = Upload(writer, self.key(name))
+            )  # fmt: skip
+            return writer
+
+        def delete(key: str) -> None:
+            obstore.delete(self._store, key)
+
+        upload = Upload(open_writer, delete, name, self.key, capacity(part, parts))
         try:
             yield upload
         except BaseException:
@@ -218,12 +339,16 @@ class ObjectStorage:
         upload.commit()
 
     def download(self, name: str) -> Iterator[bytes]:
-        """The object's bytes in chunks of about READ_CHUNK; StorageFailed on any error."""
+        """The artifact's bytes (its segments' after its own) in chunks of about READ_CHUNK;
+        StorageFailed on any error."""
         key = self.key(name)
+        segments = self.segments(name) if split_name(name) else []
         try:
-            result = obstore.get(self._store, key)
-            for chunk in result.stream(min_chunk_size=READ_CHUNK):
-                yield bytes(chunk)
+            for each in [name, *segments]:
+                key = self.key(each)
+                result = obstore.get(self._store, key)
+                for chunk in result.stream(min_chunk_size=READ_CHUNK):
+                    yield bytes(chunk)
         except FileNotFoundError:
             raise ConfigError(f"{key}: no such object in {self.describe()}") from None
         except Exception as exc:

@@ -21,6 +21,7 @@ from .connection import Target, resolve_target
 from .declare import Parse, read, setting
 from .encryption import parse_recipients
 from .errors import ConfigError
+from .partsize import MAX_PARTS
 
 log = logging.getLogger(__name__)
 _E = TypeVar("_E", bound=enum.Enum)
@@ -136,6 +137,12 @@ def _positive(name: str, raw: str) -> float:
 
 def _positive_int(name: str, raw: str) -> int:
     return int(_positive(name, raw))
+
+
+def _segment_parts(name: str, raw: str) -> int:
+    if not (raw.isdigit() and 1 <= int(raw) <= MAX_PARTS):
+        raise ConfigError(f"{name}: a whole number from 1 to {MAX_PARTS}")
+    return int(raw)
 
 
 def _days(name: str, raw: str) -> int:
@@ -275,6 +282,10 @@ class Settings:
     expected_size: int | None = setting(
         "BACKUP_EXPECTED_SIZE_BYTES", "", _bytes,
         "Size the part size is planned for (default: the database's or the last backup's).",
+    )  # fmt: skip
+    segment_parts: int = setting(
+        "BACKUP_OBJECT_SEGMENT_PARTS", str(MAX_PARTS), _segment_parts,
+        "Parts per object before the artifact continues in a segment (stores below S3's).",
     )  # fmt: skip
     age_recipients: tuple[str, ...] = setting(
         "BACKUP_AGE_RECIPIENTS/BACKUP_AGE_RECIPIENTS_FILE", "", None,
