@@ -262,6 +262,18 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         raise InvalidSpec("database.dbnames and database.allDatabases exclude each other")
     if parsed.include_role_passwords and not parsed.globals:
         raise InvalidSpec("includeRolePasswords needs globals true")
+    if parsed.objects is not None:  # the CRD says so too; this holds for older CRDs
+        if parsed.database.dbnames or parsed.database.all_databases:
+            raise InvalidSpec(
+                "object storage takes one database per DatabaseBackup (dbnames and "
+                "allDatabases need a persistentVolumeClaim): declare one DatabaseBackup per "
+                "database"
+            )
+        if parsed.globals:
+            raise InvalidSpec(
+                "globals (roles) need a persistentVolumeClaim; object storage backs up one "
+                "database per run"
+            )
     _check_schedule(parsed)
     return parsed
 

@@ -13,6 +13,7 @@ from tests.support.operator import backup
 
 RECIPIENT = "age1tv4pvfx5eddkcpklpfyzt2p00sxt00nuuh9cs32zudk4wv7x432qqlfjq6"
 S3 = {"bucket": "learnops-backups", "credentialsSecretRef": {"name": "s3-creds"}}
+DB = {"host": "db.example", "dbname": "app", "user": "backup", "pgpassSecretRef": {"name": "p"}}
 
 
 def _admit(cluster: KubeCluster, namespace: str, spec: dict[str, Any]) -> tuple[bool, str]:
@@ -66,6 +67,15 @@ def _admit(cluster: KubeCluster, namespace: str, spec: dict[str, Any]) -> tuple[
         ),
         ({"encryption": {"ageRecipients": [RECIPIENT]}, "format": "directory"}, "one stream"),
         ({"encryption": {"ageRecipients": [RECIPIENT]}}, "encryption needs object storage"),
+        (
+            {"storage": {"s3": S3}, "database": {**DB, "dbnames": ["app", "reports"]}},
+            "one database per DatabaseBackup",
+        ),
+        (
+            {"storage": {"s3": S3}, "database": {**DB, "allDatabases": True}},
+            "one database per DatabaseBackup",
+        ),
+        ({"storage": {"s3": S3}, "globals": True}, "globals (roles) need a persistentVolumeClaim"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

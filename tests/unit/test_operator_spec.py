@@ -92,6 +92,10 @@ def test_the_crd_declares_status_printer_columns_and_names() -> None:
     )
 
 
+_DB = {"host": "h", "dbname": "d", "user": "u", "pgpassSecretRef": {"name": "b"}}
+_S3 = {"bucket": "learnops-backups", "credentialsSecretRef": {"name": "s3"}}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -111,6 +115,18 @@ def test_the_crd_declares_status_printer_columns_and_names() -> None:
             "exactly one",
         ),
         ({"database": {"pgpassSecretRef": {"name": "b"}}}, "required"),
+        (
+            {"database": {**_DB, "dbnames": ["a", "b"]}, "storage": {"s3": _S3}},
+            "one database per DatabaseBackup",
+        ),
+        (
+            {"database": {**_DB, "allDatabases": True}, "storage": {"s3": _S3}},
+            "one database per DatabaseBackup",
+        ),
+        (
+            {"globals": True, "storage": {"s3": _S3}},
+            "globals \\(roles\\) need a persistentVolumeClaim",
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_readable_reason(

@@ -111,6 +111,10 @@ def restore_command(
     configuration backs up, unless `allow_other_source` (a PVC's artifact; one in a bucket
     is checked against its manifest's checksum and authenticated by age/zstd on the way)."""
     if settings.storage_kind is not StorageKind.PVC:
+        if with_globals:  # a bucket run has no globals artifact (objectrun.unsupported)
+            raise ConfigError(
+                "--with-globals needs a PVC: backups on object storage hold no globals"
+            )
         return _restore_remote(settings, name, target_db, no_owner)
     artifact, clients = _locate(settings, name)
     roles = Artifact.of(_globals_path(artifact)) if with_globals else None
