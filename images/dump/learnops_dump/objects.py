@@ -72,6 +72,8 @@ def failure(action: str, exc: Exception) -> StorageFailed:
 SEGMENT_SEP = ".seg-"
 """An artifact larger than one object continues in `<name>.seg-00002`, `.seg-00003` ..."""
 _SEGMENT = re.compile(r"(.+)\.seg-(\d{5})")
+MAX_SEGMENTS = 99_999
+"""Five digits in a segment's name."""
 
 
 def segment_name(name: str, index: int) -> str:
@@ -132,6 +134,11 @@ class Upload:
         self._current = (self.key, self._first)
 
     def _next(self) -> None:
+        if self.segments >= MAX_SEGMENTS:  # 10 PB at the defaults; 1 TB at one part each
+            raise StorageFailed(
+                f"object storage: {self.key} would need more than {MAX_SEGMENTS} objects "
+                "(raise BACKUP_OBJECT_SEGMENT_PARTS)"
+            )
         self._finish_current()
         key = self._keyof(segment_name(self._name, self.segments))
         self._current = (key, self._start(key))
