@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from tests.harness.kind import leftovers
-from tests.harness.platform import Platform
 from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ def _processes_naming(needle: str) -> list[str]:
 
 
 def test_sigterm_to_make_test_deletes_the_kind_cluster_and_leaves_no_process(
-    platform: Platform,  # the images exist; only the interrupted run's cluster is new
+    e2e_images: list[str],  # the images exist; only the interrupted run's cluster is new
 ) -> None:
     name = f"learnops-killed-{os.getpid()}"
     env = {**os.environ, "LEARNOPS_KIND_NAME": name, "CI": "true"}
