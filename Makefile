@@ -11,7 +11,7 @@ export PATH := $(CACHE)/bin:$(PATH)
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help deps lint test test-worker-majors test-unit bench cluster-up cluster-down demo crds
+.PHONY: help deps lint test test-tier test-worker-majors test-unit bench cluster-up cluster-down demo crds
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -41,11 +41,16 @@ worker_major_pytest = env LEARNOPS_PG_MAJOR=$(1) $(PYTEST) -q -p no:cacheprovide
 # The suite on $(TEST_WORKERS) workers and, beside it, the worker's tests on each of
 # $(WORKER_MAJORS) (their output follows the suite's); fails if any fails; Ctrl-C or SIGTERM
 # stops all of them, each after its teardown (tests/harness/together.py).
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: deps lint ## the whole suite except benchmarks (what CI runs)
 	$(UV) run --frozen python -m tests.harness.together \
 	  $(foreach major,$(WORKER_MAJORS),--beside "PostgreSQL-$(major)=$(call worker_major_pytest,$(major))") \
-	  -- $(PYTEST) -m "not bench" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
-	  --durations=15 $(PYTEST_ARGS)
+	  -- $(PYTEST) -m "not bench" $(XDIST) --durations=15 $(PYTEST_ARGS)
+
+# One tier the way `make test` runs it, e.g. `make test-tier TIER=e2e` (no deps, lint or majors).
+TIER ?= unit
+test-tier: ## one tier on the xdist workers: make test-tier TIER=unit|postgres|cluster|container|e2e
+	$(PYTEST) -m "not bench" $(XDIST) --durations=15 tests/$(TIER) $(PYTEST_ARGS)
 
 test-worker-majors: ## the worker's PostgreSQL tests on servers $(WORKER_MAJORS) (LEARNOPS_PG_MAJOR)
 	$(foreach major,$(WORKER_MAJORS),$(call worker_major_pytest,$(major)) && ) true
