@@ -35,6 +35,8 @@ def summary(reporter: pytest.TerminalReporter) -> None:
     setup, call and teardown (under xdist the sum over the workers, not the wall time)."""
     rows: dict[str, dict[str, float]] = {}
     for category, reports in reporter.stats.items():
+        if category in {"deselected", "warnings"}:  # items and warnings, not test reports
+            continue
         for report in reports:
             nodeid = getattr(report, "nodeid", "")
             if not nodeid.startswith("tests/") or nodeid.count("/") < 2:
