@@ -30,7 +30,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers. Most of the suite waits (servers starting, pods, timeouts), so more
 # workers than cores pay; tests/harness/parallel.py keeps tests that share an expensive
 # resource (the kind cluster, a module's operator) on one worker.
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 4
 # The worker's schema and queries once more on the oldest and newest supported server (the soak,
 # a load test, runs on the default server only).
 WORKER_MAJORS ?= 13 18
