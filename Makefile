@@ -11,7 +11,7 @@ export PATH := $(CACHE)/bin:$(PATH)
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST = $(UV) run --frozen pytest
 
-.PHONY: help deps lint test test-worker-majors test-unit bench cluster-up cluster-down demo crds
+.PHONY: help deps lint test test-tier test-worker-majors test-unit bench cluster-up cluster-down demo crds
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,19 +27,33 @@ lint: ## ruff + mypy --strict + the import contract (deployables never import ea
 
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=tests/e2e`.
 PYTEST_ARGS ?=
+# pytest-xdist workers. Most of the suite waits (servers starting, pods, timeouts), so more
+# workers than cores pay; tests/harness/parallel.py keeps tests that share an expensive
+# resource (the kind cluster, a module's operator) on one worker.
+TEST_WORKERS ?= 4
 # The worker's schema and queries once more on the oldest and newest supported server (the soak,
 # a load test, runs on the default server only).
 WORKER_MAJORS ?= 13 18
+WORKER_MAJOR_TESTS = tests/postgres/test_ground_postgres.py $(wildcard tests/postgres/test_worker_*.py)
+worker_major_pytest = env LEARNOPS_PG_MAJOR=$(1) $(PYTEST) -q -p no:cacheprovider \
+  -k 'not soak and not chaos' $(WORKER_MAJOR_TESTS)
 
+# The suite on $(TEST_WORKERS) workers and, beside it, the worker's tests on each of
+# $(WORKER_MAJORS) (their output follows the suite's); fails if any fails; Ctrl-C or SIGTERM
+# stops all of them, each after its teardown (tests/harness/together.py).
+XDIST = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: deps lint ## the whole suite except benchmarks (what CI runs)
-	$(PYTEST) -m "not bench" --durations=15 $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory test-worker-majors
+	$(UV) run --frozen python -m tests.harness.together \
+	  $(foreach major,$(WORKER_MAJORS),--beside "PostgreSQL-$(major)=$(call worker_major_pytest,$(major))") \
+	  -- $(PYTEST) -m "not bench" $(XDIST) --durations=15 $(PYTEST_ARGS)
+
+# One tier the way `make test` runs it, e.g. `make test-tier TIER=e2e` (no deps, lint or majors).
+TIER ?= unit
+test-tier: ## one tier on the xdist workers: make test-tier TIER=unit|postgres|cluster|container|e2e
+	$(PYTEST) -m "not bench" $(XDIST) --durations=15 tests/$(TIER) $(PYTEST_ARGS)
 
 test-worker-majors: ## the worker's PostgreSQL tests on servers $(WORKER_MAJORS) (LEARNOPS_PG_MAJOR)
-	for major in $(WORKER_MAJORS); do \
-	  LEARNOPS_PG_MAJOR=$$major $(PYTEST) -q -p no:cacheprovider -k "not soak and not chaos" \
-	    tests/postgres/test_ground_postgres.py tests/postgres/test_worker_*.py || exit 1; \
-	done
+	$(foreach major,$(WORKER_MAJORS),$(call worker_major_pytest,$(major)) && ) true
 
 test-unit: ## only the tests that need nothing
 	$(PYTEST) -m unit

@@ -8,16 +8,14 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytest
 
-from tests.harness import tiers
+from tests.harness import interrupts, parallel, tiers
 from tests.harness.containers import Engine, EngineUnavailable
 from tests.harness.kind import KindCluster
 from tests.harness.kube import (
@@ -37,21 +35,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """SIGTERM (e.g. a killed `make test`) ends the run like Ctrl-C: every fixture's teardown
-    runs, so no cluster, node container or PostgreSQL of ours outlives the run."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    """SIGINT and SIGTERM (Ctrl-C, a killed `make test`) end the run with every fixture's
+    teardown, in every xdist worker, so no cluster, node container or PostgreSQL of ours
+    outlives it (tests/harness/interrupts.py)."""
+    interrupts.install(config)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: object) -> None:
+    """An xdist worker that comes up after an interrupt is stopped at once."""
+    interrupts.forward_to_new_workers()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(ROOT / "tests")
         if rel.parts and rel.parts[0] in TIERS:
             item.add_marker(getattr(pytest.mark, rel.parts[0]))
+    parallel.assign(config, items, ROOT / "tests")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    tiers.summary(terminalreporter)
 
 
 # -- PostgreSQL ---------------------------------------------------------------

@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 from tests.harness.kind import leftovers
-from tests.harness.platform import Platform
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_backs_up_reports_and_grades_the_sample_submissions_on_real_pods(
-    platform: Platform,  # the images are built (the demo's builds are then cache hits)
+    e2e_images: list[str],  # the images are built (the demo's builds are then cache hits)
 ) -> None:
     ran = subprocess.run(
         [sys.executable, "-m", "tests.demo"],

@@ -1,5 +1,6 @@
 """A killed `make test` leaves nothing of ours running: no kind node container, no cluster, no
-process of the run (pytest, kind, the reaper, a PostgreSQL)."""
+process of the run (pytest's controller and workers, the commands beside it, kind, the reaper,
+a PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import time
 from pathlib import Path
 
 from tests.harness.kind import leftovers
-from tests.harness.platform import Platform
 from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,12 +29,14 @@ def _processes_naming(needle: str) -> list[str]:
 
 
 def test_sigterm_to_make_test_deletes_the_kind_cluster_and_leaves_no_process(
-    platform: Platform,  # the images exist; only the interrupted run's cluster is new
+    e2e_images: list[str],  # the images exist; only the interrupted run's cluster is new
 ) -> None:
     name = f"learnops-killed-{os.getpid()}"
     env = {**os.environ, "LEARNOPS_KIND_NAME": name, "CI": "true"}
     make = subprocess.Popen(
-        ["make", "test", "PYTEST_ARGS=tests/e2e/test_ground_e2e.py -p no:cacheprovider"],
+        # two xdist workers (one makes the cluster) and the worker's other-major runs beside
+        ["make", "test", "TEST_WORKERS=2",
+         "PYTEST_ARGS=tests/e2e/test_ground_e2e.py -p no:cacheprovider"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
