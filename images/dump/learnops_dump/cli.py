@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from . import __version__, errors
-from .buckets import StorageKind
 from .commands import restore_command, verify_command
 from .declare import help_text, value
 from .drill import DrillRequest, drill, parse_assertions
@@ -146,9 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     try:
         if args.command == "restore":
-            if args.with_globals or settings.storage_kind is not StorageKind.PVC:
-                # roles and globals first, or a bucket's artifact streamed back: the run's own
-                # restore path (commands.py); restore policies and row checks are PVC-only yet
+            if args.with_globals:
+                # roles and globals first: the run's own restore path (commands.py)
                 return restore_command(
                     settings,
                     args.artifact,

@@ -152,7 +152,9 @@ def restore_command(
     return 0
 
 
-def _remote(settings: Settings, name: str) -> tuple[ObjectStorage, str, dict[str, Any] | None]:
+def remote_artifact(
+    settings: Settings, name: str
+) -> tuple[ObjectStorage, str, dict[str, Any] | None]:
     """The bucket, the artifact's name in it (`latest` = latest.json's) and its manifest."""
     from .objects import ObjectStorage  # only object-storage commands load the client
 
@@ -184,7 +186,7 @@ def _clients(settings: Settings) -> list[Client]:
 
 def _verify_remote(settings: Settings, name: str) -> int:
     """Stream the object back: checksum, decrypt (identity file), decompress, read it all."""
-    storage, name, manifest = _remote(settings, name)
+    storage, name, manifest = remote_artifact(settings, name)
     artifact = Artifact.of(Path(name))
     if artifact.encrypted:
         decrypt_argv(
@@ -212,7 +214,7 @@ def _verify_remote(settings: Settings, name: str) -> int:
 
 def _restore_remote(settings: Settings, name: str, target_db: str, no_owner: bool) -> int:
     """Stream from the bucket into pg_restore: no copy on local disk."""
-    storage, name, manifest = _remote(settings, name)
+    storage, name, manifest = remote_artifact(settings, name)
     clients = _clients(settings)
     target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
     sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)

@@ -3,6 +3,8 @@
 resolve artifact (name or latest) -> sha256 against its manifest -> private pgpass -> probe the
 server -> refuse the source database -> apply the policy (create / ifEmpty / clean) -> pg_restore
 -> compare every table's row count with the manifest -> summary (termination message).
+From a bucket the artifact streams into pg_restore (decrypted, decompressed on the way, one
+transaction) and its sha256 is checked before the stream's last chunk is let through.
 Whatever fails, the summary says why; a database this run created is dropped again on failure.
 """
 
@@ -13,11 +15,14 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import artifacts
 from .artifacts import Artifact
+from .buckets import StorageKind
+from .commands import remote_artifact
 from .credentials import private_pgpass
+from .encryption import decrypt_argv
 from .errors import ConfigError, ConnectionFailed, InternalError, RestoreRefused, RunnerError
 from .logs import event
 from .masking import mask
@@ -32,14 +37,18 @@ from .targets import (
     database_exists,
     drop_database,
     load,
+    load_stream,
     manifest_counts,
     refuse_mismatches,
     relation_count,
     system_identifier,
 )
-from .verify import archive_database, check_manifest, check_source
+from .verify import archive_database, check_manifest, check_source, check_stored_manifest
 from .versions import choose_client, client_version, installed_clients, probe_server
 from .versions import system_identifier as psql_system_identifier
+
+if TYPE_CHECKING:
+    from .objects import ObjectStorage
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +114,29 @@ def restore(settings: Settings, request: RestoreRequest) -> int:
     return write_summary(settings.termination_log, summary)
 
 
+def _source(
+    settings: Settings, sup: Supervisor, request: RestoreRequest
+) -> tuple[Artifact, dict[str, Any] | None, ObjectStorage | None]:
+    """The artifact, its checked manifest, and the bucket it streams from (None: a PVC file)."""
+    if settings.storage_kind is StorageKind.PVC:
+        artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
+        return artifact, check_manifest(sup, artifact, force=request.force), None
+    storage, name, manifest = remote_artifact(settings, request.artifact)
+    artifact = Artifact.of(Path(name))
+    checked = check_stored_manifest(name, manifest, force=request.force)
+    if artifact.encrypted:
+        decrypt_argv(settings.age_identity_file)  # no identity: refused before the target is
+    return artifact, checked, storage
+
+
 def _restore(
     settings: Settings, sup: Supervisor, request: RestoreRequest, summary: RunSummary
 ) -> None:
-    artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
+    artifact, manifest, bucket = _source(settings, sup, request)
     summary.artifact = artifact.path.name
     summary.extra["format"] = artifact.format.value
-    manifest = check_manifest(sup, artifact, force=request.force)
+    if bucket is not None:
+        summary.extra["location"] = bucket.location(artifact.path.name)
     summary.sha256 = (manifest or {}).get("sha256") if manifest else None
     summary.size = (manifest or {}).get("sizeBytes") if manifest else None
     clients = installed_clients(settings.client_dirs)
@@ -145,7 +170,8 @@ def _restore(
         if not request.allow_other_source:
             check_source(
                 manifest,
-                archive_database(sup, client, artifact, probe_env),
+                # a bucket's archive is not read twice: its manifest names the database
+                None if bucket else archive_database(sup, client, artifact, probe_env),
                 settings.target.get("PGDATABASE") or None,  # the database this config backs up
                 psql_system_identifier(sup, client.tool("psql"), probe_env),
             )
@@ -170,7 +196,19 @@ def _restore(
                 )
         options = replace(request.options, clean=request.policy is Policy.CLEAN)
         try:
-            summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
+            if bucket is None:
+                summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
+            else:
+                summary.extra["parallelJobs"] = load_stream(
+                    sup,
+                    client,
+                    bucket.download(artifact.path.name),
+                    artifact,
+                    into,
+                    options,
+                    settings.age_identity_file,
+                    (manifest or {}).get("sha256"),
+                )
             _check(sup, client, into, request, manifest, summary)
         except BaseException:
             if created:  # nothing half-restored under a name this run invented
