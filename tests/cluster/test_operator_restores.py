@@ -409,26 +409,6 @@ def test_a_missing_backup_or_pvc_waits_pending_and_starts_once_it_exists(
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][1] == "a.dump"
 
 
-def test_an_encrypted_source_fails_with_a_clear_reason(
-    backup_ns: Namespace, operator: OperatorProcess
-) -> None:
-    backup_ns.apply(
-        restore(
-            "enc",
-            source={
-                "storage": {
-                    "persistentVolumeClaim": {"claimName": "backups"},
-                    "artifact": "a.dump",
-                    "encrypted": True,
-                },
-                "identitySecretRef": {"name": "age"},
-            },
-        )
-    )
-    st = _settled(backup_ns, "enc")
-    assert (st["phase"], st["reason"]) == ("Failed", "EncryptionUnsupported")
-
-
 def test_one_run_per_generation(backup_ns: Namespace, operator: OperatorProcess) -> None:
     _with_backup(backup_ns)
     backup_ns.apply(restore("once"))
