@@ -165,3 +165,37 @@ def test_a_bucket_object_that_is_not_the_backup_never_completes_a_restore(
             assert row == (0,)  # the transaction rolled back: still empty
     finally:
         scratch_cluster.drop_database(target)
+
+
+def test_an_encrypted_artifact_copied_onto_a_claim_restores_with_its_identity(
+    dump_world: DumpWorld,
+    pg_cluster: PgCluster,
+    scratch_cluster: PgCluster,
+    s3_server: ObjectServer,
+    backed_up: tuple[dict[str, str], str, dict[str, Any]],
+    age_key: AgeKey,
+    tmp_path: Path,
+) -> None:
+    _, bucket, latest = backed_up
+    storage = tmp_path / "claim"
+    storage.mkdir()
+    for key in s3_server.keys(bucket):  # the artifact, its manifest, latest.json
+        (storage / key).write_bytes(s3_server.read(bucket, key))
+    env = dump_world.env(BACKUP_STORAGE_ROOT=str(storage))
+    restore_env = _restore_env(env, scratch_cluster, tmp_path, age_key.identity)
+    code, st = _run(dump_world, restore_env, "latest", "--target-db", "from_claim", "--policy",
+                    "create")  # fmt: skip
+    try:
+        assert code == 0, st
+        assert (st["artifact"], st["sha256"]) == (latest["artifact"], latest["sha256"])
+        assert st["checksPassed"] == ["restored", "tablesExist", "rowCounts"]
+        assert table_fingerprints(pg_cluster, dump_world.conn) == table_fingerprints(
+            scratch_cluster, scratch_cluster.admin.with_db("from_claim")
+        )
+    finally:
+        scratch_cluster.drop_database("from_claim")
+    # without the identity: refused before a database is made
+    code, st = _run(dump_world, _restore_env(env, scratch_cluster, tmp_path, None), "latest",
+                    "--target-db", "from_claim", "--policy", "create")  # fmt: skip
+    assert (code, st["reason"]) == (2, "ConfigError"), st
+    assert "from_claim" not in _databases(scratch_cluster)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .objects import ObjectStorage
 
 log = logging.getLogger(__name__)
+CHUNK_BYTES = 1 << 20  # an encrypted PVC artifact is read in these for age -d
 
 
 class Policy(enum.Enum):
@@ -118,15 +120,23 @@ def _source(
     settings: Settings, sup: Supervisor, request: RestoreRequest
 ) -> tuple[Artifact, dict[str, Any] | None, ObjectStorage | None]:
     """The artifact, its checked manifest, and the bucket it streams from (None: a PVC file)."""
+    storage: ObjectStorage | None = None
     if settings.storage_kind is StorageKind.PVC:
         artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
-        return artifact, check_manifest(sup, artifact, force=request.force), None
-    storage, name, manifest = remote_artifact(settings, request.artifact)
-    artifact = Artifact.of(Path(name))
-    checked = check_stored_manifest(name, manifest, force=request.force)
+        checked = check_manifest(sup, artifact, force=request.force)
+    else:
+        storage, name, manifest = remote_artifact(settings, request.artifact)
+        artifact = Artifact.of(Path(name))
+        checked = check_stored_manifest(name, manifest, force=request.force)
     if artifact.encrypted:
         decrypt_argv(settings.age_identity_file)  # no identity: refused before the target is
     return artifact, checked, storage
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
 
 
 def _restore(
@@ -171,7 +181,9 @@ def _restore(
             check_source(
                 manifest,
                 # a bucket's archive is not read twice: its manifest names the database
-                None if bucket else archive_database(sup, client, artifact, probe_env),
+                None
+                if bucket or artifact.encrypted
+                else archive_database(sup, client, artifact, probe_env),
                 settings.target.get("PGDATABASE") or None,  # the database this config backs up
                 psql_system_identifier(sup, client.tool("psql"), probe_env),
             )
@@ -196,13 +208,18 @@ def _restore(
                 )
         options = replace(request.options, clean=request.policy is Policy.CLEAN)
         try:
-            if bucket is None:
+            if bucket is None and not artifact.encrypted:
                 summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
-            else:
+            else:  # streamed: from the bucket, or through age -d
+                chunks = (
+                    _file_chunks(artifact.path)
+                    if bucket is None
+                    else bucket.download(artifact.path.name)
+                )
                 summary.extra["parallelJobs"] = load_stream(
                     sup,
                     client,
-                    bucket.download(artifact.path.name),
+                    chunks,
                     artifact,
                     into,
                     options,
