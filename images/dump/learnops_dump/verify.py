@@ -96,7 +96,8 @@ def _entry_for(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
     candidates = [*(lines if isinstance(lines, list) else []), manifest.get("globals")]
     for line in candidates:
         if isinstance(line, dict) and line.get("artifact") == name and line.get("status") == "ok":
-            return {k: line.get(k) for k in ("artifact", "sizeBytes", "sha256", "database")}
+            keys = ("artifact", "sizeBytes", "sha256", "database", "tableRowCounts")
+            return {k: line.get(k) for k in keys}  # a part's own row counts, or none
     return None
 
 
