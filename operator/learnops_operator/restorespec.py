@@ -90,6 +90,7 @@ class RestoreSpec:
     jobs: int
     schema_only: bool
     no_owner: bool
+    with_globals: bool
     role: str | None
     check_row_counts: bool
     timeout_seconds: int
@@ -111,6 +112,8 @@ class RestoreSpec:
         argv += ["--jobs", str(self.jobs)]
         if self.no_owner:
             argv.append("--no-owner")
+        if self.with_globals:
+            argv.append("--with-globals")
         if self.role:
             argv += ["--role", self.role]
         if self.schema_only:
@@ -171,6 +174,7 @@ def parse_restore(spec: Mapping[str, Any]) -> RestoreSpec:
         jobs=max(1, int(options.get("jobs") or 1)),
         schema_only=bool(options.get("schemaOnly", False)),
         no_owner=bool(options.get("noOwner", False)),
+        with_globals=bool(options.get("withGlobals", False)),
         role=str(options["role"]) if options.get("role") else None,
         check_row_counts=bool(options.get("checkRowCounts", True)),
         timeout_seconds=int(spec.get("timeoutSeconds") or 7200),

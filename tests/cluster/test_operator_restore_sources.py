@@ -220,3 +220,14 @@ def test_an_encrypted_artifact_on_a_claim_runs_with_its_identity_mounted(
     assert volumes["age-identity"]["secret"]["items"] == [{"key": "identity", "path": "identity"}]
     assert env["BACKUP_AGE_IDENTITY_FILE"].endswith("/identity")
     _secret_values_absent(pod)
+
+
+def test_with_globals_reaches_the_restore_command(
+    backup_ns: Namespace, operator: OperatorProcess
+) -> None:
+    source = {"storage": {"persistentVolumeClaim": {"claimName": "backups"}, "artifact": "a.dump"}}
+    body = _restore("globals", source)
+    body["spec"]["options"] = {"withGlobals": True}
+    backup_ns.apply(body)
+    args = _job(backup_ns)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--with-globals" in args

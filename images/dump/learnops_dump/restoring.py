@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifacts
 from .artifacts import Artifact
 from .buckets import StorageKind
-from .commands import remote_artifact
+from .commands import globals_path, remote_artifact, written_by
 from .credentials import private_pgpass
 from .encryption import decrypt_argv
 from .errors import ConfigError, ConnectionFailed, InternalError, RestoreRefused, RunnerError
@@ -29,6 +29,7 @@ from .logs import event
 from .masking import mask
 from .outcome import RunSummary, write_summary
 from .procs import Supervisor, child_env
+from .roles import apply_globals
 from .settings import Settings
 from .storage import read_json_at
 from .targets import (
@@ -75,6 +76,9 @@ class RestoreRequest:
     (verify.check_source); DatabaseRestore Jobs pass it: they name their source explicitly."""
     force: bool = False
     """Accept an artifact without a manifest (nothing then vouches for it)."""
+    with_globals: bool = False
+    """Apply the run's roles and globals script first (its own manifest checked), after the
+    policy has accepted the target."""
     maintenance_db: str = "postgres"
     """Where CREATE DATABASE runs (the connection's own database may not exist on the target)."""
 
@@ -143,6 +147,12 @@ def _restore(
     settings: Settings, sup: Supervisor, request: RestoreRequest, summary: RunSummary
 ) -> None:
     artifact, manifest, bucket = _source(settings, sup, request)
+    roles = None
+    if request.with_globals:
+        if bucket is not None:
+            raise ConfigError("--with-globals needs the artifact on a PVC (not a bucket's)")
+        roles = Artifact.of(globals_path(artifact))
+        check_manifest(sup, roles, force=False)  # nothing unvouched runs as the superuser
     summary.artifact = artifact.path.name
     summary.extra["format"] = artifact.format.value
     if bucket is not None:
@@ -174,7 +184,7 @@ def _restore(
                     f"{request.policy.value} restores into an existing one (create makes one)",
                 ) from None
             raise
-        client = choose_client(clients, server.major)
+        client = choose_client(clients, server.major, at_least=written_by(manifest))
         summary.extra["serverVersion"] = server.text
         summary.extra["clientVersion"] = client_version(sup, client, probe_env)
         if not request.allow_other_source:
@@ -208,6 +218,11 @@ def _restore(
                 )
         options = replace(request.options, clean=request.policy is Policy.CLEAN)
         try:
+            if roles is not None:
+                skipped = apply_globals(sup, client, roles.path, admin)
+                summary.extra["globalsApplied"] = roles.path.name
+                event(log, "restore.globals", "globals applied", artifact=roles.path.name,
+                      skippedExisting=skipped)  # fmt: skip
             if bucket is None and not artifact.encrypted:
                 summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
             else:  # streamed: from the bucket, or through age -d
