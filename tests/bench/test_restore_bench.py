@@ -27,8 +27,8 @@ import pytest
 from learnops_operator import builders, jobpods
 from learnops_operator.restorespec import Storage, parse_restore
 
-from tests.fixtures_dump import pgpass_line
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import pgpass_line
 
 ROUNDS = 3
 MAX_RATIO = 1.10

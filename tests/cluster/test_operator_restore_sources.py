@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_operator import Namespace, OperatorProcess, backup, wait_for
 from tests.harness.kube import KubeCluster
+from tests.harness.wait import wait_for
+from tests.support.operator import Namespace, OperatorProcess, backup
 
 S3 = {
     "bucket": "learnops-backups",

@@ -14,12 +14,13 @@ from typing import Any
 
 from psycopg import sql
 
-from tests.fixtures_operator import DUMP_IMAGE, Namespace, OperatorProcess, wait_for
-from tests.fixtures_ship import render
 from tests.harness import promtool
 from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
+from tests.harness.wait import wait_for
+from tests.support.operator import DUMP_IMAGE, Namespace, OperatorProcess
+from tests.support.ship import render
 
 TABLES = ("courses", "tasks", "submissions")
 

@@ -12,10 +12,10 @@ from typing import Any
 import obstore
 import pytest
 
-from tests.fixtures_dump import DumpWorld, pgpass_line, run_runner
-from tests.fixtures_objects import AgeKey, object_env, table_fingerprints
 from tests.harness.objectservers import ObjectServer
 from tests.harness.postgres import Conn, PgCluster
+from tests.support.dump import DumpWorld, pgpass_line, run_runner
+from tests.support.objects import AgeKey, object_env, table_fingerprints
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import secrets
 
 from psycopg import sql
 
-from tests.fixtures_dump import DumpWorld, run_runner
 from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, run_runner
 
 
 def test_each_database_of_a_several_databases_backup_is_restored_against_its_own_row_counts(
