@@ -174,6 +174,7 @@ def test_valid_restores_are_admitted_with_their_defaults(
         "jobs": 1,
         "schemaOnly": False,
         "noOwner": False,
+        "withGlobals": False,
         "checkRowCounts": True,
     }
 
