@@ -86,6 +86,19 @@ def pg_db(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[Con
         pg_cluster.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def scratch_cluster() -> Iterator[PgCluster]:
+    """A second private cluster: restore targets and drill scratch servers live here."""
+    bindir = pg_bindir()
+    if bindir is None:
+        tiers.unavailable("postgres", "no PostgreSQL server binaries (apt-get install postgresql)")
+    cluster = PgCluster(bindir).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 # -- Kubernetes ---------------------------------------------------------------
 @pytest.fixture(scope="session")
 def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:

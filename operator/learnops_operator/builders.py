@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from learnops_operator.ours import labels, owner_reference
-from learnops_operator.spec import URL_KEYS, BackupSpec, Owner
+from learnops_operator.spec import URL_KEYS, BackupSpec, ObjectTarget, Owner
 
 TRIGGER_LABEL = "learnops.io/trigger"
 TOKEN_ANNOTATION = "learnops.io/backup-now-token"  # noqa: S105 (a name, not a secret)
@@ -87,6 +87,54 @@ def env(owner: Owner, spec: BackupSpec) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in items]
 
 
+def object_env(target: ObjectTarget) -> list[tuple[str, str]]:
+    """The runner's env for an object-storage target: names and paths, never a key."""
+    items = [("BACKUP_STORAGE_KIND", target.kind), ("BACKUP_BUCKET", target.bucket)]
+    optional = [
+        ("BACKUP_OBJECT_PREFIX", target.prefix),
+        ("BACKUP_OBJECT_ENDPOINT", target.endpoint),
+        ("BACKUP_S3_REGION", target.region),
+        ("BACKUP_S3_SSE", target.sse),
+        ("BACKUP_S3_SSE_KMS_KEY_ID", target.kms_key_id),
+        ("BACKUP_S3_STORAGE_CLASS", target.storage_class),
+        ("BACKUP_AZURE_ACCOUNT", target.account),
+    ]
+    items += [(k, v) for k, v in optional if v]
+    if target.path_style:
+        items.append(("BACKUP_S3_PATH_STYLE", "true"))
+    if target.credentials_secret:
+        items.append(("BACKUP_CREDENTIALS_DIR", STORAGE_SECRET_DIR))
+    if target.role_arn:
+        items += [
+            ("BACKUP_S3_ROLE_ARN", target.role_arn),
+            ("BACKUP_S3_WEB_IDENTITY_TOKEN_FILE", f"{WEB_IDENTITY_DIR}/token"),
+        ]
+    return items
+
+
+def object_volumes(target: ObjectTarget) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): the target's credentials Secret and web-identity token, as files."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if target.credentials_secret:
+        secret = {"secretName": target.credentials_secret, "defaultMode": SECRET_FILE_MODE}
+        volumes.append({"name": "storage-credentials", "secret": secret})
+        mounts.append(
+            {"name": "storage-credentials", "mountPath": STORAGE_SECRET_DIR, "readOnly": True}
+        )
+    if target.role_arn:
+        token = {
+            "audience": WEB_IDENTITY_AUDIENCE,
+            "expirationSeconds": WEB_IDENTITY_EXPIRATION_SECONDS,
+            "path": "token",
+        }
+        volumes.append(
+            {"name": "web-identity", "projected": {"sources": [{"serviceAccountToken": token}]}}
+        )
+        mounts.append({"name": "web-identity", "mountPath": WEB_IDENTITY_DIR, "readOnly": True})
+    return volumes, mounts
+
+
 def _storage_env(spec: BackupSpec) -> list[tuple[str, str]]:
     """Where the backup goes; for object storage the credentials' directory, never a key."""
     target = spec.objects
@@ -97,26 +145,7 @@ def _storage_env(spec: BackupSpec) -> list[tuple[str, str]]:
         if spec.sub_path:
             items.append(("BACKUP_STORAGE_SUBDIR", spec.sub_path))
     else:
-        items = [("BACKUP_STORAGE_KIND", target.kind), ("BACKUP_BUCKET", target.bucket)]
-        optional = [
-            ("BACKUP_OBJECT_PREFIX", target.prefix),
-            ("BACKUP_OBJECT_ENDPOINT", target.endpoint),
-            ("BACKUP_S3_REGION", target.region),
-            ("BACKUP_S3_SSE", target.sse),
-            ("BACKUP_S3_SSE_KMS_KEY_ID", target.kms_key_id),
-            ("BACKUP_S3_STORAGE_CLASS", target.storage_class),
-            ("BACKUP_AZURE_ACCOUNT", target.account),
-        ]
-        items += [(k, v) for k, v in optional if v]
-        if target.path_style:
-            items.append(("BACKUP_S3_PATH_STYLE", "true"))
-        if target.credentials_secret:
-            items.append(("BACKUP_CREDENTIALS_DIR", STORAGE_SECRET_DIR))
-        if target.role_arn:
-            items += [
-                ("BACKUP_S3_ROLE_ARN", target.role_arn),
-                ("BACKUP_S3_WEB_IDENTITY_TOKEN_FILE", f"{WEB_IDENTITY_DIR}/token"),
-            ]
+        items = object_env(target)
     enc = spec.encryption
     if enc is not None:
         if enc.from_kind is not None:
@@ -136,22 +165,7 @@ def _storage_volumes(spec: BackupSpec) -> tuple[list[dict[str, Any]], list[dict[
         mounts.append({"name": "backup", "mountPath": STORAGE_ROOT})
         volumes.append({"name": "backup", "persistentVolumeClaim": {"claimName": spec.claim_name}})
     else:
-        if target.credentials_secret:
-            secret = {"secretName": target.credentials_secret, "defaultMode": SECRET_FILE_MODE}
-            volumes.append({"name": "storage-credentials", "secret": secret})
-            mounts.append(
-                {"name": "storage-credentials", "mountPath": STORAGE_SECRET_DIR, "readOnly": True}
-            )
-        if target.role_arn:
-            token = {
-                "audience": WEB_IDENTITY_AUDIENCE,
-                "expirationSeconds": WEB_IDENTITY_EXPIRATION_SECONDS,
-                "path": "token",
-            }
-            volumes.append(
-                {"name": "web-identity", "projected": {"sources": [{"serviceAccountToken": token}]}}
-            )
-            mounts.append({"name": "web-identity", "mountPath": WEB_IDENTITY_DIR, "readOnly": True})
+        volumes, mounts = object_volumes(target)
     enc = spec.encryption
     if enc is not None and enc.from_kind is not None:
         items = [{"key": enc.from_key, "path": RECIPIENTS_FILE}]

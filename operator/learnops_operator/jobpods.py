@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from learnops_operator import builders, ours
@@ -22,6 +23,9 @@ RESTORE_API_VERSION = API_VERSION
 RESTORE_KIND = "DatabaseRestore"
 GENERATION_ANNOTATION = "learnops.io/restore-generation"
 ARTIFACT_ANNOTATION = "learnops.io/drill-artifact"
+# An encrypted source's age identity, as a file (the runner's BACKUP_AGE_IDENTITY_FILE).
+IDENTITY_DIR = "/var/run/secrets/learnops/age"
+IDENTITY_FILE = "identity"
 
 
 def restore_job_name(name: str, generation: int) -> str:
@@ -72,14 +76,12 @@ def _pod(
     storage: Storage,
     server: Server,
     resources: dict[str, Any],
+    identity: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    storage_mount: dict[str, Any] = {
-        "name": "backup",
-        "mountPath": builders.STORAGE_ROOT,
-        "readOnly": True,
-    }
-    if storage.sub_path:
-        storage_mount["subPath"] = storage.sub_path
+    volumes, mounts = _storage_volumes(storage)
+    if identity is not None:
+        volumes.append(identity[0])
+        mounts.append(identity[1])
     container = {
         "name": builders.CONTAINER_NAME,
         "image": image,
@@ -88,7 +90,7 @@ def _pod(
         "env": [{"name": k, "value": v} for k, v in env],
         "resources": resources,
         "volumeMounts": [
-            storage_mount,
+            *mounts,
             {"name": "db-credentials", "mountPath": builders.SECRET_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": builders.TMP_DIR},
         ],
@@ -127,10 +129,7 @@ def _pod(
             },
             "containers": [container],
             "volumes": [
-                {
-                    "name": "backup",
-                    "persistentVolumeClaim": {"claimName": storage.claim_name, "readOnly": True},
-                },
+                *volumes,
                 _secret_volume(server),
                 {
                     "name": "tmp",
@@ -139,6 +138,30 @@ def _pod(
             ],
         },
     }
+
+
+def _storage_volumes(storage: Storage) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The source's volumes and mounts: the claim read-only, or a bucket's credentials."""
+    if storage.objects is not None:
+        return builders.object_volumes(storage.objects)
+    mount: dict[str, Any] = {"name": "backup", "mountPath": builders.STORAGE_ROOT, "readOnly": True}
+    if storage.sub_path:
+        mount["subPath"] = storage.sub_path
+    claim = {"claimName": storage.claim_name, "readOnly": True}
+    return [{"name": "backup", "persistentVolumeClaim": claim}], [mount]
+
+
+def _identity(spec: RestoreSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The age identity's Secret (only its key), mounted as a file: never env."""
+    if spec.identity_secret is None:
+        return None
+    secret = {
+        "secretName": spec.identity_secret,
+        "defaultMode": builders.SECRET_FILE_MODE,
+        "items": [{"key": spec.identity_key, "path": IDENTITY_FILE}],
+    }
+    mount = {"name": "age-identity", "mountPath": IDENTITY_DIR, "readOnly": True}
+    return {"name": "age-identity", "secret": secret}, mount
 
 
 def artifact_prefix(job: Mapping[str, Any]) -> str:
@@ -150,10 +173,14 @@ def artifact_prefix(job: Mapping[str, Any]) -> str:
     return ""
 
 
-def _runner_env(timeout: int, prefix: str) -> list[tuple[str, str]]:
+def _runner_env(timeout: int, storage: Storage) -> list[tuple[str, str]]:
+    if storage.objects is not None:
+        where = builders.object_env(storage.objects)
+    else:
+        where = [("BACKUP_STORAGE_ROOT", builders.STORAGE_ROOT)]
     return [
-        ("BACKUP_STORAGE_ROOT", builders.STORAGE_ROOT),
-        ("BACKUP_PREFIX", prefix),
+        *where,
+        ("BACKUP_PREFIX", storage.prefix),
         ("BACKUP_TIMEOUT_SECONDS", str(timeout)),
         ("BACKUP_TERMINATION_LOG", builders.TERMINATION_LOG),
         ("TMPDIR", builders.TMP_DIR),
@@ -171,7 +198,9 @@ def restore_job(
 ) -> dict[str, Any]:
     """The Job of one generation of a DatabaseRestore."""
     labels = ours.labels(name, COMPONENT_RESTORE)
-    env = server_env(spec.target, None) + _runner_env(spec.runner_timeout_seconds, storage.prefix)
+    env = server_env(spec.target, None) + _runner_env(spec.runner_timeout_seconds, storage)
+    if spec.identity_secret is not None:
+        env.append(("BACKUP_AGE_IDENTITY_FILE", f"{IDENTITY_DIR}/{IDENTITY_FILE}"))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -210,6 +239,7 @@ def restore_job(
                 storage=storage,
                 server=spec.target,
                 resources=dict(spec.resources),
+                identity=_identity(spec),
             ),
         },
     }
@@ -219,7 +249,9 @@ def _drill_template(
     owner: Owner, drill: DrillSpec, storage: Storage, image: str, pull: str, artifact: str
 ) -> tuple[dict[str, str], dict[str, Any]]:
     labels = ours.labels(owner.name, COMPONENT_DRILL)
-    env = server_env(drill.server, None) + _runner_env(drill.runner_timeout_seconds, owner.name)
+    env = server_env(drill.server, None) + _runner_env(
+        drill.runner_timeout_seconds, replace(storage, prefix=owner.name)
+    )
     if drill.assertions:
         items = [{"name": n, "sql": q} for n, q in drill.assertions]
         env.append(("DRILL_ASSERTIONS", json.dumps(items, separators=(",", ":"))))

@@ -160,8 +160,19 @@ def _source(ctx: Context, body: Mapping[str, Any], spec: RestoreSpec) -> Storage
                 f"DatabaseBackup {spec.backup_name}; allowSourceTarget: true permits it",
             )
             return None
-        storage = Storage(backup_spec.claim_name, backup_spec.sub_path, spec.backup_name)
-    if not ctx.kube.pvc_exists(ns, storage.claim_name):
+        if backup_spec.encryption is not None and spec.identity_secret is None:
+            _fail_now(
+                ctx,
+                body,
+                "IdentityMissing",
+                f"DatabaseBackup {spec.backup_name} encrypts its artifacts: "
+                "source.identitySecretRef must name the age identity that decrypts them",
+            )
+            return None
+        storage = Storage(
+            backup_spec.claim_name, backup_spec.sub_path, spec.backup_name, backup_spec.objects
+        )
+    if storage.objects is None and not ctx.kube.pvc_exists(ns, storage.claim_name):
         _pending(
             ctx,
             body,
@@ -182,14 +193,6 @@ def start(ctx: Context, body: Mapping[str, Any]) -> bool:
         spec = parse_restore(body.get("spec") or {})
     except InvalidSpec as exc:
         _fail_now(ctx, body, "InvalidSpec", str(exc))
-        return False
-    if spec.encrypted:
-        _fail_now(
-            ctx,
-            body,
-            "EncryptionUnsupported",
-            "this dump image cannot decrypt artifacts; the source is marked encrypted",
-        )
         return False
     storage = _source(ctx, body, spec)
     if storage is None:

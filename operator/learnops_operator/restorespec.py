@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from learnops_operator.errors import InvalidSpec
+from learnops_operator.spec import ObjectTarget, objects_of
 
 RESTORE_PLURAL = "databaserestores"
 RESTORE_KIND = "DatabaseRestore"
@@ -64,9 +65,12 @@ def server(raw: Mapping[str, Any], where: str) -> Server:
 @dataclass(frozen=True)
 class Storage:
     claim_name: str
+    """The PersistentVolumeClaim ("" for an object-storage source)."""
     sub_path: str | None
     prefix: str = "backup"
     """The artifacts' name prefix (a DatabaseBackup's name): `latest` is <prefix>.latest.json."""
+    objects: ObjectTarget | None = None
+    """An object-storage source (bucket, prefix, credentials Secret) instead of the claim."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class RestoreSpec:
     """Set for a storage source; a backupRef source takes the DatabaseBackup's storage."""
     artifact: str
     encrypted: bool
+    identity_secret: str | None
+    """The Secret holding the age identity (mounted as a file, never env)."""
+    identity_key: str
     target: Server
     dbname: str
     policy: str
@@ -83,6 +90,7 @@ class RestoreSpec:
     jobs: int
     schema_only: bool
     no_owner: bool
+    with_globals: bool
     role: str | None
     check_row_counts: bool
     timeout_seconds: int
@@ -104,6 +112,8 @@ class RestoreSpec:
         argv += ["--jobs", str(self.jobs)]
         if self.no_owner:
             argv.append("--no-owner")
+        if self.with_globals:
+            argv.append("--with-globals")
         if self.role:
             argv += ["--role", self.role]
         if self.schema_only:
@@ -137,17 +147,26 @@ def parse_restore(spec: Mapping[str, Any]) -> RestoreSpec:
     storage = None
     if store is not None:
         claim = (store.get("persistentVolumeClaim") or {}).get("claimName")
-        if not claim:
-            raise InvalidSpec("source.storage.persistentVolumeClaim.claimName is required")
+        objects = objects_of(store)
+        if bool(claim) == (objects is not None):
+            raise InvalidSpec(
+                "source.storage needs exactly one of persistentVolumeClaim, s3, gcs or azureBlob"
+            )
         storage = Storage(
-            str(claim), store.get("subPath") or None, str(store.get("prefix") or "backup")
+            str(claim or ""),
+            store.get("subPath") or None,
+            str(store.get("prefix") or "backup"),
+            objects,
         )
+    identity = source.get("identitySecretRef") or {}
     artifact = str((ref or store or {}).get("artifact") or "latest")
     return RestoreSpec(
         backup_name=None if ref is None else str(ref["name"]),
         storage=storage,
         artifact=artifact,
         encrypted=encrypted,
+        identity_secret=str(identity["name"]) if identity.get("name") else None,
+        identity_key=str(identity.get("key") or "identity"),
         target=server(target, "target"),
         dbname=str(target["dbname"]),
         policy=policy,
@@ -155,6 +174,7 @@ def parse_restore(spec: Mapping[str, Any]) -> RestoreSpec:
         jobs=max(1, int(options.get("jobs") or 1)),
         schema_only=bool(options.get("schemaOnly", False)),
         no_owner=bool(options.get("noOwner", False)),
+        with_globals=bool(options.get("withGlobals", False)),
         role=str(options["role"]) if options.get("role") else None,
         check_row_counts=bool(options.get("checkRowCounts", True)),
         timeout_seconds=int(spec.get("timeoutSeconds") or 7200),

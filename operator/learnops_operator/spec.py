@@ -205,7 +205,7 @@ def parse(spec: Mapping[str, Any]) -> BackupSpec:
         raise InvalidSpec(
             "storage needs exactly one target: persistentVolumeClaim, s3, gcs or azureBlob"
         )
-    objects = _objects(storage)
+    objects = objects_of(storage)
     if objects is None and not claim:
         raise InvalidSpec("storage.persistentVolumeClaim.claimName is required")
     compression = spec.get("compression") or {}
@@ -288,7 +288,7 @@ def _check_schedule(spec: BackupSpec) -> None:
         raise InvalidSpec(f"timeZone {spec.time_zone!r} is not a known IANA time zone") from None
 
 
-def _objects(storage: Mapping[str, Any]) -> ObjectTarget | None:
+def objects_of(storage: Mapping[str, Any]) -> ObjectTarget | None:
     """The object-storage target, if the spec names one (the CRD validated its fields)."""
     s3, gcs, azure = storage.get("s3"), storage.get("gcs"), storage.get("azureBlob")
     if s3:

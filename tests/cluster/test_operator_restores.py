@@ -174,6 +174,7 @@ def test_valid_restores_are_admitted_with_their_defaults(
         "jobs": 1,
         "schemaOnly": False,
         "noOwner": False,
+        "withGlobals": False,
         "checkRowCounts": True,
     }
 
@@ -407,26 +408,6 @@ def test_a_missing_backup_or_pvc_waits_pending_and_starts_once_it_exists(
     backup_ns.add_pvc("gone")
     job = _restore_job(backup_ns, "no-pvc")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][1] == "a.dump"
-
-
-def test_an_encrypted_source_fails_with_a_clear_reason(
-    backup_ns: Namespace, operator: OperatorProcess
-) -> None:
-    backup_ns.apply(
-        restore(
-            "enc",
-            source={
-                "storage": {
-                    "persistentVolumeClaim": {"claimName": "backups"},
-                    "artifact": "a.dump",
-                    "encrypted": True,
-                },
-                "identitySecretRef": {"name": "age"},
-            },
-        )
-    )
-    st = _settled(backup_ns, "enc")
-    assert (st["phase"], st["reason"]) == ("Failed", "EncryptionUnsupported")
 
 
 def test_one_run_per_generation(backup_ns: Namespace, operator: OperatorProcess) -> None:

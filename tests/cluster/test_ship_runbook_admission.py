@@ -50,7 +50,10 @@ def test_the_runbook_database_restore_is_accepted(
         "apply", "--dry-run=server", "-n", namespace, "-o", "json", "-f", "-",
         input=in_namespace("DatabaseRestore", namespace),
     ).stdout  # fmt: skip
-    assert json.loads(out)["spec"]["target"]["policy"] == "create"
+    admitted = json.loads(out)
+    restores = admitted.get("items", [admitted])  # a List when the runbook has several
+    assert len(restores) == len([d for d in yaml_objects() if d["kind"] == "DatabaseRestore"])
+    assert {r["spec"]["target"]["policy"] for r in restores} == {"create"}
 
 
 def test_the_runbook_restore_job_passes_restricted_admission(

@@ -21,7 +21,7 @@ from tests.harness.kind import KindCluster, log
 from tests.harness.kube import KubeCluster
 from tests.harness.objectservers import ServerUnavailable
 from tests.harness.platform import IMAGES, Platform, build_image
-from tests.harness.podpostgres import NODEPORT, PodPostgres
+from tests.harness.podpostgres import NODEPORT, SCRATCH_NAMESPACE, SCRATCH_NODEPORT, PodPostgres
 from tests.harness.pods3 import IMAGE as S3_IMAGE
 from tests.harness.pods3 import NODEPORT as S3_NODEPORT
 from tests.harness.pods3 import PodS3
@@ -97,6 +97,17 @@ def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
 @pytest.fixture(scope="session")
 def pg_cluster(platform: Platform) -> PodPostgres:
     return platform.pg
+
+
+@pytest.fixture(scope="session")
+def scratch_cluster(platform: Platform) -> PodPostgres:
+    """A second PostgreSQL pod (its own initdb, so another system identifier and another
+    Service name): restore targets and drill scratch servers live here. Started only when a
+    test asks for it; it goes with the cluster."""
+    port = platform.kind.host_ports[SCRATCH_NODEPORT]
+    pg = PodPostgres(platform.kube, port, SCRATCH_NAMESPACE, SCRATCH_NODEPORT).start()
+    log("second PostgreSQL pod answering")
+    return pg
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ STANDARD_IMAGE = (
     "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
 )
 # Host access to in-cluster services: a NodePort published on host loopback only.
-NODEPORTS = (30432, 30333)  # PostgreSQL, the S3 server (tests/harness/pods3.py)
+NODEPORTS = (30432, 30433, 30333)  # PostgreSQL, the second PostgreSQL (restore target), S3
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 
 

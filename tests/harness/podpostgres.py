@@ -23,6 +23,10 @@ IMAGE = "learnops/test-postgres:15"
 IMAGE_DIR = Path(__file__).resolve().parent / "postgres-image"
 SERVICE_HOST = f"postgres.{NAMESPACE}.svc.cluster.local"
 NODEPORT = 30432
+# A second server (restore target, drill scratch server): its own initdb, so its own system
+# identifier, in its own namespace.
+SCRATCH_NAMESPACE = "learnops-scratch-db"
+SCRATCH_NODEPORT = 30433
 RUNTIME_UID = 999
 
 MANIFEST = """
@@ -98,8 +102,17 @@ spec:
 class PodPostgres(PgServer):
     """The cluster's PostgreSQL, administered from this host."""
 
-    def __init__(self, kube: KubeCluster, host_port: int) -> None:
+    def __init__(
+        self,
+        kube: KubeCluster,
+        host_port: int,
+        namespace: str = NAMESPACE,
+        nodeport: int = NODEPORT,
+    ) -> None:
         self.kube = kube
+        self.namespace = namespace
+        self.nodeport = nodeport
+        self.service_host = f"postgres.{namespace}.svc.cluster.local"
         self.host = "127.0.0.1"
         self.port = host_port
         self.superuser_password = secrets.token_urlsafe(18)
@@ -109,10 +122,12 @@ class PodPostgres(PgServer):
 
     def start(self, timeout: float = 240) -> PodPostgres:
         """Apply the StatefulSet and wait until a query answers; the image must be loaded."""
-        manifest = MANIFEST.format(ns=NAMESPACE, uid=RUNTIME_UID, image=IMAGE, nodeport=NODEPORT)
+        manifest = MANIFEST.format(
+            ns=self.namespace, uid=RUNTIME_UID, image=IMAGE, nodeport=self.nodeport
+        )
         self.kube.kubectl("apply", "-f", "-", input=manifest.split("---")[0])
         secret = self.kube.kubectl(
-            "create", "secret", "generic", "postgres-superuser", "-n", NAMESPACE,
+            "create", "secret", "generic", "postgres-superuser", "-n", self.namespace,
             "--from-file=password=/dev/stdin", "--dry-run=client", "-o", "yaml",
             input=self.superuser_password,
         ).stdout  # fmt: skip
@@ -126,7 +141,7 @@ class PodPostgres(PgServer):
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    pods = self.kube.kubectl("get", "pods,pvc", "-n", NAMESPACE, check=False)
+                    pods = self.kube.kubectl("get", "pods,pvc", "-n", self.namespace, check=False)
                     raise TimeoutError(f"PostgreSQL pod not answering:\n{pods.stdout}") from None
                 time.sleep(1)
         self.create_template()
@@ -134,4 +149,4 @@ class PodPostgres(PgServer):
 
     def in_cluster(self, conn: Conn) -> Conn:
         """The same role and database, as a pod reaches them (Service DNS name, port 5432)."""
-        return replace(conn, host=SERVICE_HOST, port=5432)
+        return replace(conn, host=self.service_host, port=5432)

@@ -81,16 +81,3 @@ def black_hole_proxy(worker_db: Conn) -> Iterator[BlackHoleProxy]:
         yield proxy
     finally:
         proxy.close()
-
-
-@pytest.fixture(scope="session")
-def scratch_cluster() -> Iterator[PgCluster]:
-    """A second private cluster: restore targets and drill scratch servers live here."""
-    bindir = pg_bindir()
-    if bindir is None:
-        tiers.unavailable("postgres", "no PostgreSQL server binaries (apt-get install postgresql)")
-    cluster = PgCluster(bindir).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from . import __version__, errors
-from .buckets import StorageKind
-from .commands import restore_command, verify_command
+from .commands import verify_command
 from .declare import help_text, value
 from .drill import DrillRequest, drill, parse_assertions
 from .logs import configure
@@ -146,19 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     try:
         if args.command == "restore":
-            if args.with_globals or settings.storage_kind is not StorageKind.PVC:
-                # roles and globals first, or a bucket's artifact streamed back: the run's own
-                # restore path (commands.py); restore policies and row checks are PVC-only yet
-                return restore_command(
-                    settings,
-                    args.artifact,
-                    args.target_db,
-                    args.jobs,
-                    args.no_owner,
-                    force=args.force,
-                    allow_other_source=args.allow_other_source,
-                    with_globals=args.with_globals,
-                )
             if args.jobs < 1 or (args.role and not args.no_owner):
                 bad = errors.ConfigError("--jobs must be >= 1; --role needs --no-owner")
                 _summary_failure("restore", bad)
@@ -193,6 +179,7 @@ def _restore_request(args: argparse.Namespace) -> RestoreRequest:
         allow_other_source=args.allow_other_source,
         force=args.force,
         maintenance_db=args.maintenance_db,
+        with_globals=args.with_globals,
     )
 
 

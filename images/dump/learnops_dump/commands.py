@@ -1,34 +1,30 @@
-"""The `verify` and `restore` subcommands (the `run` subcommand is runner.py)."""
+"""The `verify` subcommand and what `restore` (restoring.py) shares with it: locating an artifact
+in a PVC or a bucket, its globals script, the pg_dump major that wrote it."""
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import artifacts
 from .artifacts import Artifact, manifest_for
 from .buckets import StorageKind
-from .credentials import private_pgpass
 from .encryption import decrypt_argv
 from .errors import ConfigError, RunnerError
 from .logs import event
 from .procs import Supervisor, child_env
-from .remote import restore_stored, verify_stored
-from .restore import restore_into
-from .roles import GLOBALS_SUFFIX, apply_globals, check_trailer
+from .remote import verify_stored
+from .roles import GLOBALS_SUFFIX, check_trailer
 from .settings import Settings
 from .storage import read_json_at
 from .verify import (
-    archive_database,
     artifact_path,
     check_manifest,
-    check_source,
     verify_archive,
 )
-from .versions import Client, choose_client, installed_clients, probe_server, system_identifier
+from .versions import Client, installed_clients
 
 if TYPE_CHECKING:
     from .objects import ObjectStorage
@@ -47,13 +43,13 @@ def _locate(settings: Settings, name: str) -> tuple[Artifact, list[Client]]:
     return artifact, clients
 
 
-def _written_by(manifest: dict[str, Any] | None) -> int:
+def written_by(manifest: dict[str, Any] | None) -> int:
     """The major of the pg_dump that wrote the archive (its manifest's clientVersion), or 0."""
     match = re.match(r"(\d+)", str((manifest or {}).get("clientVersion") or ""))
     return int(match.group(1)) if match else 0
 
 
-def _globals_path(artifact: Artifact) -> Path:
+def globals_path(artifact: Artifact) -> Path:
     """The globals artifact of the run that wrote `artifact` (from its run manifest)."""
     path = manifest_for(artifact.path)
     manifest = read_json_at(path) if path is not None else None
@@ -94,69 +90,9 @@ def verify_command(settings: Settings, name: str, *, force: bool = False) -> int
     return 0
 
 
-def restore_command(
-    settings: Settings,
-    name: str,
-    target_db: str,
-    jobs: int,
-    no_owner: bool,
-    *,
-    force: bool = False,
-    allow_other_source: bool = False,
-    with_globals: bool = False,
-) -> int:
-    """Restore into an existing database with the run's connection settings.
-
-    The backup must be what its manifest says and come from the database and server this
-    configuration backs up, unless `allow_other_source` (a PVC's artifact; one in a bucket
-    is checked against its manifest's checksum and authenticated by age/zstd on the way)."""
-    if settings.storage_kind is not StorageKind.PVC:
-        if with_globals:  # a bucket run has no globals artifact (objectrun.unsupported)
-            raise ConfigError(
-                "--with-globals needs a PVC: backups on object storage hold no globals"
-            )
-        return _restore_remote(settings, name, target_db, no_owner)
-    artifact, clients = _locate(settings, name)
-    roles = Artifact.of(_globals_path(artifact)) if with_globals else None
-    # the database this configuration backs up, when it names one (the runbook's Job does not)
-    source_db = settings.target.get("PGDATABASE") or None
-    target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
-    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
-    with sup.handle_signals(), private_pgpass(target, settings.tmpdir) as passfile:
-        try:
-            manifest = check_manifest(sup, artifact, force=force)
-            params = dict(target.params)
-            params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
-            env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
-            server = probe_server(sup, clients[-1].tool("psql"), env)
-            client = choose_client(clients, server.major, at_least=_written_by(manifest))
-            if roles is not None:
-                check_manifest(sup, roles, force=False)
-                skipped = apply_globals(sup, client, roles.path, env)
-                event(
-                    log,
-                    "restore.globals",
-                    "globals applied",
-                    artifact=roles.path.name,
-                    skippedExisting=skipped,
-                )
-            if not allow_other_source:
-                check_source(
-                    manifest,
-                    archive_database(sup, client, artifact, env),
-                    source_db,
-                    system_identifier(sup, client.tool("psql"), env),
-                )
-            restore_into(sup, client, artifact, env, scratch=no_owner, jobs=jobs)
-        except RunnerError as exc:
-            raise sup.as_stop(exc) from None
-        finally:
-            sup.close()
-    event(log, "restore.ok", "artifact restored", artifact=artifact.path.name, database=target_db)
-    return 0
-
-
-def _remote(settings: Settings, name: str) -> tuple[ObjectStorage, str, dict[str, Any] | None]:
+def remote_artifact(
+    settings: Settings, name: str
+) -> tuple[ObjectStorage, str, dict[str, Any] | None]:
     """The bucket, the artifact's name in it (`latest` = latest.json's) and its manifest."""
     from .objects import ObjectStorage  # only object-storage commands load the client
 
@@ -188,7 +124,7 @@ def _clients(settings: Settings) -> list[Client]:
 
 def _verify_remote(settings: Settings, name: str) -> int:
     """Stream the object back: checksum, decrypt (identity file), decompress, read it all."""
-    storage, name, manifest = _remote(settings, name)
+    storage, name, manifest = remote_artifact(settings, name)
     artifact = Artifact.of(Path(name))
     if artifact.encrypted:
         decrypt_argv(
@@ -211,33 +147,4 @@ def _verify_remote(settings: Settings, name: str) -> int:
         finally:
             sup.close()
     event(log, "verify.ok", "artifact verified", artifact=name, **storage.location(name), **result)
-    return 0
-
-
-def _restore_remote(settings: Settings, name: str, target_db: str, no_owner: bool) -> int:
-    """Stream from the bucket into pg_restore: no copy on local disk."""
-    storage, name, manifest = _remote(settings, name)
-    clients = _clients(settings)
-    target = replace(settings.target, params=(*settings.target.params, ("PGDATABASE", target_db)))
-    sup = Supervisor(settings.timeout_seconds, settings.kill_grace_seconds)
-    with sup.handle_signals(), private_pgpass(target, settings.tmpdir) as passfile:
-        try:
-            params = dict(target.params)
-            params.setdefault("PGCONNECT_TIMEOUT", str(settings.connect_timeout))
-            env = child_env(params, str(passfile) if passfile else None, str(settings.tmpdir))
-            server = probe_server(sup, clients[-1].tool("psql"), env)
-            client = choose_client(clients, server.major)
-            restore_stored(
-                sup,
-                client,
-                storage.download(name),
-                Artifact.of(Path(name)),
-                env,
-                settings.age_identity_file,
-                manifest,
-                no_owner=no_owner,
-            )
-        finally:
-            sup.close()
-    event(log, "restore.ok", "artifact restored", artifact=name, database=target_db)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .remote import verify_stored
 from .report import Report, start_report
 from .retention import prune
 from .settings import DumpFormat, Settings, VerifyMode
+from .snapshot import Session, snapshot_session
 from .upload import stream_upload
 from .versions import (
     Client,
@@ -129,6 +131,13 @@ def _backup(
         )  # fmt: skip
         outcome = Outcome()
         uploaded = False
+        stack = contextlib.ExitStack()
+        # Row counts in the dump's own snapshot (snapshot.py), as a PVC run records them: what
+        # a restore or drill from the bucket checks the restored tables against.
+        session: Session | None = None
+        if settings.row_counts:
+            session = stack.enter_context(snapshot_session(sup, client, env, str(tmpdir)))
+            plan = replace(plan, dump_args=(*plan.dump_args, f"--snapshot={session.snapshot}"))
         try:
             stream_upload(
                 sup,
@@ -142,6 +151,9 @@ def _backup(
             )
             uploaded = True
             event(log, "run.uploaded", "dump uploaded", size=outcome.size, **storage.location(name))
+            if session is not None:
+                report.table_row_counts = session.row_counts()
+            stack.close()
             if settings.verify is VerifyMode.NONE:
                 report.verification = {"mode": "none"}
             else:
@@ -167,6 +179,7 @@ def _backup(
                     )
             raise
         finally:
+            stack.close()
             report.stages = [{"name": s.name, "exitCode": s.exit_code} for s in outcome.stages]
         report.artifact, report.size, report.sha256 = name, outcome.size, outcome.sha256
         report.location = storage.location(name)

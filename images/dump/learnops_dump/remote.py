@@ -117,38 +117,3 @@ def _list_and_drain(
         last = lines[-1] if lines else b""
         raise VerificationFailed(f"{name}: pg_restore --list exited with {rc}: {tail(last)}")
     return entries
-
-
-def restore_stored(
-    sup: Supervisor,
-    client: Client,
-    chunks: Iterable[bytes],
-    artifact: Artifact,
-    env: dict[str, str],
-    identity: Path | None,
-    expected: dict[str, Any] | None,
-    *,
-    no_owner: bool,
-) -> None:
-    """Decrypt, decompress and pg_restore (or psql for plain SQL) straight from the stream."""
-    if artifact.format is DumpFormat.PLAIN:
-        argv = [client.tool("psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-f", "-"]
-    else:
-        argv = [client.tool("pg_restore"), "-w", "--exit-on-error", "-d", env["PGDATABASE"]]
-        if no_owner:
-            argv += ["--no-owner", "--no-privileges"]
-    with decoded(sup, chunks, decoders(artifact, identity), env) as feed:
-        proc = sup.spawn(
-            argv, env, stdin=feed.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        assert proc.stderr is not None
-        err = b""
-        while block := proc.stderr.read(65536):
-            err = (err + block)[-8192:]
-        rc = sup.wait(proc)
-        sup.check()
-        if rc != 0:
-            raise VerificationFailed(
-                f"restore of {artifact.path.name} exited with {rc}: {tail(err)}"
-            )
-    check_sums(artifact.path.name, feed.size, feed.sha256, expected)

@@ -3,6 +3,8 @@
 resolve artifact (name or latest) -> sha256 against its manifest -> private pgpass -> probe the
 server -> refuse the source database -> apply the policy (create / ifEmpty / clean) -> pg_restore
 -> compare every table's row count with the manifest -> summary (termination message).
+From a bucket the artifact streams into pg_restore (decrypted, decompressed on the way, one
+transaction) and its sha256 is checked before the stream's last chunk is let through.
 Whatever fails, the summary says why; a database this run created is dropped again on failure.
 """
 
@@ -10,19 +12,24 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import artifacts
 from .artifacts import Artifact
+from .buckets import StorageKind
+from .commands import globals_path, remote_artifact, written_by
 from .credentials import private_pgpass
+from .encryption import decrypt_argv
 from .errors import ConfigError, ConnectionFailed, InternalError, RestoreRefused, RunnerError
 from .logs import event
 from .masking import mask
 from .outcome import RunSummary, write_summary
 from .procs import Supervisor, child_env
+from .roles import apply_globals
 from .settings import Settings
 from .storage import read_json_at
 from .targets import (
@@ -32,16 +39,21 @@ from .targets import (
     database_exists,
     drop_database,
     load,
+    load_stream,
     manifest_counts,
     refuse_mismatches,
     relation_count,
     system_identifier,
 )
-from .verify import archive_database, check_manifest, check_source
+from .verify import archive_database, check_manifest, check_source, check_stored_manifest
 from .versions import choose_client, client_version, installed_clients, probe_server
 from .versions import system_identifier as psql_system_identifier
 
+if TYPE_CHECKING:
+    from .objects import ObjectStorage
+
 log = logging.getLogger(__name__)
+CHUNK_BYTES = 1 << 20  # an encrypted PVC artifact is read in these for age -d
 
 
 class Policy(enum.Enum):
@@ -64,6 +76,9 @@ class RestoreRequest:
     (verify.check_source); DatabaseRestore Jobs pass it: they name their source explicitly."""
     force: bool = False
     """Accept an artifact without a manifest (nothing then vouches for it)."""
+    with_globals: bool = False
+    """Apply the run's roles and globals script first (its own manifest checked), after the
+    policy has accepted the target."""
     maintenance_db: str = "postgres"
     """Where CREATE DATABASE runs (the connection's own database may not exist on the target)."""
 
@@ -105,13 +120,43 @@ def restore(settings: Settings, request: RestoreRequest) -> int:
     return write_summary(settings.termination_log, summary)
 
 
+def _source(
+    settings: Settings, sup: Supervisor, request: RestoreRequest
+) -> tuple[Artifact, dict[str, Any] | None, ObjectStorage | None]:
+    """The artifact, its checked manifest, and the bucket it streams from (None: a PVC file)."""
+    storage: ObjectStorage | None = None
+    if settings.storage_kind is StorageKind.PVC:
+        artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
+        checked = check_manifest(sup, artifact, force=request.force)
+    else:
+        storage, name, manifest = remote_artifact(settings, request.artifact)
+        artifact = Artifact.of(Path(name))
+        checked = check_stored_manifest(name, manifest, force=request.force)
+    if artifact.encrypted:
+        decrypt_argv(settings.age_identity_file)  # no identity: refused before the target is
+    return artifact, checked, storage
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
 def _restore(
     settings: Settings, sup: Supervisor, request: RestoreRequest, summary: RunSummary
 ) -> None:
-    artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
+    artifact, manifest, bucket = _source(settings, sup, request)
+    roles = None
+    if request.with_globals:
+        if bucket is not None:
+            raise ConfigError("--with-globals needs a PVC: backups on object storage hold no globals")
+        roles = Artifact.of(globals_path(artifact))
+        check_manifest(sup, roles, force=False)  # nothing unvouched runs as the superuser
     summary.artifact = artifact.path.name
     summary.extra["format"] = artifact.format.value
-    manifest = check_manifest(sup, artifact, force=request.force)
+    if bucket is not None:
+        summary.extra["location"] = bucket.location(artifact.path.name)
     summary.sha256 = (manifest or {}).get("sha256") if manifest else None
     summary.size = (manifest or {}).get("sizeBytes") if manifest else None
     clients = installed_clients(settings.client_dirs)
@@ -139,13 +184,16 @@ def _restore(
                     f"{request.policy.value} restores into an existing one (create makes one)",
                 ) from None
             raise
-        client = choose_client(clients, server.major)
+        client = choose_client(clients, server.major, at_least=written_by(manifest))
         summary.extra["serverVersion"] = server.text
         summary.extra["clientVersion"] = client_version(sup, client, probe_env)
         if not request.allow_other_source:
             check_source(
                 manifest,
-                archive_database(sup, client, artifact, probe_env),
+                # a bucket's archive is not read twice: its manifest names the database
+                None
+                if bucket or artifact.encrypted
+                else archive_database(sup, client, artifact, probe_env),
                 settings.target.get("PGDATABASE") or None,  # the database this config backs up
                 psql_system_identifier(sup, client.tool("psql"), probe_env),
             )
@@ -170,7 +218,29 @@ def _restore(
                 )
         options = replace(request.options, clean=request.policy is Policy.CLEAN)
         try:
-            summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
+            if roles is not None:
+                skipped = apply_globals(sup, client, roles.path, admin)
+                summary.extra["globalsApplied"] = roles.path.name
+                event(log, "restore.globals", "globals applied", artifact=roles.path.name,
+                      skippedExisting=skipped)  # fmt: skip
+            if bucket is None and not artifact.encrypted:
+                summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
+            else:  # streamed: from the bucket, or through age -d
+                chunks = (
+                    _file_chunks(artifact.path)
+                    if bucket is None
+                    else bucket.download(artifact.path.name)
+                )
+                summary.extra["parallelJobs"] = load_stream(
+                    sup,
+                    client,
+                    chunks,
+                    artifact,
+                    into,
+                    options,
+                    settings.age_identity_file,
+                    (manifest or {}).get("sha256"),
+                )
             _check(sup, client, into, request, manifest, summary)
         except BaseException:
             if created:  # nothing half-restored under a name this run invented

@@ -196,8 +196,20 @@ def _dump_part(
     name = f"{stem}.{label(dbname)}{plan.extension}"
     outcome = Outcome()
     part = Report(report.started, dbname, report.host, report.format, report.compression, "")
+    counts: dict[str, int] | None = None
     try:
-        stream_dump(sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome)
+        with contextlib.ExitStack() as stack:
+            # each database's own row counts, in its dump's snapshot (as a single run's)
+            if settings.row_counts:
+                session = stack.enter_context(
+                    snapshot_session(sup, client, env, str(settings.tmpdir))
+                )
+                plan = replace(plan, dump_args=(*plan.dump_args, f"--snapshot={session.snapshot}"))
+            stream_dump(
+                sup, client.tool("pg_dump"), plan, env, storage, name, settings.tmpdir, outcome
+            )
+            if settings.row_counts:
+                counts = session.row_counts()
         _verify(settings, sup, client, storage.temp_path(name), env, part)
         sup.check()
     except RunnerError as exc:
@@ -215,6 +227,8 @@ def _dump_part(
         sha256=outcome.sha256,
         verification=part.verification,
     )
+    if counts is not None:
+        line["tableRowCounts"] = counts
     event(log, "run.dumped", "dump written", size=outcome.size, artifact=name)
     report.size = (report.size or 0) + outcome.size
     return []

@@ -33,6 +33,7 @@ class Feed:
     """The decoded stream plus what the pump saw of the stored bytes."""
 
     stdout: IO[bytes]
+    name: str = "the artifact"
     size: int = 0
     sha256: str = ""
     error: BaseException | None = None
@@ -49,13 +50,27 @@ def decoders(artifact: Artifact, identity: Path | None) -> list[tuple[str, ...]]
     return stages
 
 
-def _pump(chunks: Iterable[bytes], sink: IO[bytes], feed: Feed) -> None:
+def _pump(
+    chunks: Iterable[bytes], sink: IO[bytes], feed: Feed, expected_sha256: str | None
+) -> None:
     digest = hashlib.sha256()
+    held = b""  # with an expected digest, the last chunk waits until the digest is known
     try:
         for chunk in chunks:
             digest.update(chunk)
             feed.size += len(chunk)
-            sink.write(chunk)
+            if expected_sha256 is None:
+                sink.write(chunk)
+                continue
+            if held:
+                sink.write(held)
+            held = chunk
+        if expected_sha256 is not None:
+            if digest.hexdigest() != expected_sha256:
+                # the consumer sees a truncated stream and fails (a single-transaction restore
+                # rolls back): bytes that are not the backup never complete a restore
+                raise VerificationFailed(f"{feed.name}: sha256 differs from its manifest")
+            sink.write(held)
     except BrokenPipeError:
         pass  # a consumer stopped early; its exit status says why
     except BaseException as exc:  # a storage error: re-raised in the main thread
@@ -73,8 +88,16 @@ def decoded(
     chunks: Iterable[bytes],
     stages: list[tuple[str, ...]],
     env: dict[str, str],
+    *,
+    name: str = "the artifact",
+    expected_sha256: str | None = None,
 ) -> Iterator[Feed]:
-    """Yield the decoded stream; on exit every stage must have succeeded."""
+    """Yield the decoded stream; on exit every stage must have succeeded.
+
+    With `expected_sha256` the stored bytes' digest is checked before their last chunk goes
+    on: a mismatch ends the stream short and raises VerificationFailed, so a consumer never
+    reads to the end of bytes that are not the backup.
+    """
     procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
     err: IO[bytes]
     with contextlib.ExitStack() as stack:
@@ -101,8 +124,10 @@ def decoded(
             assert first is not None
             assert not isinstance(upstream, int)
             first_in, stdout = first, upstream
-        feed = Feed(stdout)
-        pump = threading.Thread(target=_pump, args=(chunks, first_in, feed), daemon=True)
+        feed = Feed(stdout, name)
+        pump = threading.Thread(
+            target=_pump, args=(chunks, first_in, feed, expected_sha256), daemon=True
+        )
         pump.start()
         body_error: VerificationFailed | None = None
         try:

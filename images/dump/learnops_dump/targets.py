@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 from .artifacts import Artifact, opened
 from .errors import ConfigError, ConnectionFailed, RestoreRefused, VerificationFailed
@@ -17,6 +19,7 @@ from .procs import Supervisor, tail
 from .queries import query
 from .restore import psql_script
 from .settings import DumpFormat
+from .streams import decoded, decoders
 from .verify import row_counts
 from .versions import Client
 
@@ -100,39 +103,74 @@ def load(
     failure leaves the target as it was.
     """
     jobs = effective_jobs(artifact, options.jobs)
+    argv = _load_argv(client, artifact, env, options, jobs)
+    if artifact.format is not DumpFormat.PLAIN and artifact.outer is None:
+        argv.append(str(artifact.path))
+    uses_stdin = artifact.format is DumpFormat.PLAIN or artifact.outer is not None
+    feed = opened(sup, artifact, env) if uses_stdin else contextlib.nullcontext(None)
+    with feed as stream:
+        rc, err = _run_load(sup, argv, env, stream)
+    if rc != 0:
+        raise VerificationFailed(f"restore of {artifact.path.name} exited with {rc}: {tail(err)}")
+    return jobs
+
+
+def load_stream(
+    sup: Supervisor,
+    client: Client,
+    chunks: Iterable[bytes],
+    artifact: Artifact,
+    env: dict[str, str],
+    options: LoadOptions,
+    identity: Path | None,
+    expected_sha256: str | None,
+) -> int:
+    """As load, from stored bytes streamed in (a bucket's object): decrypted and decompressed on
+    the way, one job, one transaction. The stored bytes' sha256 is checked before their last
+    chunk reaches the restore, so a mismatch rolls the transaction back (streams.decoded)."""
+    argv = _load_argv(client, artifact, env, options, 1)
+    name = artifact.path.name
+    stages = decoders(artifact, identity)
+    with decoded(sup, chunks, stages, env, name=name, expected_sha256=expected_sha256) as feed:
+        rc, err = _run_load(sup, argv, env, feed.stdout)
+        if rc != 0:
+            raise VerificationFailed(f"restore of {name} exited with {rc}: {tail(err)}")
+    return 1
+
+
+def _load_argv(
+    client: Client, artifact: Artifact, env: dict[str, str], options: LoadOptions, jobs: int
+) -> list[str]:
     if artifact.format is DumpFormat.PLAIN:
         if options.schema_only or options.clean or options.no_owner or options.role:
             raise ConfigError(
                 "a plain SQL artifact replays as it is: schemaOnly, clean, noOwner and role "
                 "need a custom or directory artifact"
             )
-        argv: list[str] = [client.tool("psql"), "-X", "-q", "-w", "-1", "-v", "ON_ERROR_STOP=1"]
-        argv += ["-f", "-"]
-    else:
-        argv = [client.tool("pg_restore"), "-w", "--exit-on-error", "-d", env["PGDATABASE"]]
-        argv += _restore_flags(options)
-        argv += ["-j", str(jobs)] if jobs > 1 else ["--single-transaction"]
-        if artifact.outer is None:
-            argv.append(str(artifact.path))
-    uses_stdin = artifact.format is DumpFormat.PLAIN or artifact.outer is not None
-    feed = opened(sup, artifact, env) if uses_stdin else contextlib.nullcontext(None)
-    with feed as stream:
-        proc = sup.spawn(
-            argv,
-            env,
-            stdin=stream or subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        err = b""
-        while block := proc.stderr.read(65536):
-            err = (err + block)[-8192:]
-        rc = sup.wait(proc)
+        return [client.tool("psql"), "-X", "-q", "-w", "-1", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    argv = [client.tool("pg_restore"), "-w", "--exit-on-error", "-d", env["PGDATABASE"]]
+    argv += _restore_flags(options)
+    argv += ["-j", str(jobs)] if jobs > 1 else ["--single-transaction"]
+    return argv
+
+
+def _run_load(
+    sup: Supervisor, argv: list[str], env: dict[str, str], stdin: IO[bytes] | None
+) -> tuple[int, bytes]:
+    proc = sup.spawn(
+        argv,
+        env,
+        stdin=stdin or subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    err = b""
+    while block := proc.stderr.read(65536):
+        err = (err + block)[-8192:]
+    rc = sup.wait(proc)
     sup.check()
-    if rc != 0:
-        raise VerificationFailed(f"restore of {artifact.path.name} exited with {rc}: {tail(err)}")
-    return jobs
+    return rc, err
 
 
 def _restore_flags(options: LoadOptions) -> list[str]:

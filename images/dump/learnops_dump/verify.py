@@ -69,6 +69,25 @@ def check_manifest(sup: Supervisor, artifact: Artifact, *, force: bool) -> dict[
     return manifest
 
 
+def check_stored_manifest(
+    name: str, manifest: dict[str, Any] | None, *, force: bool
+) -> dict[str, Any] | None:
+    """A bucket artifact's manifest, before its bytes are streamed (the digest is checked on the
+    way, streams.decoded): it must record the artifact as good; None only when forced."""
+    if manifest is None:
+        if not force:
+            raise VerificationFailed(
+                f"{name}: no readable manifest beside it, so nothing says what it is; "
+                "pass --force to restore it anyway"
+            )
+        event(log, "verify.no_manifest", "no manifest beside it; sha256 not checked (--force)")
+        return None
+    entry = _entry_for(manifest, name)
+    if manifest.get("status") != "ok" or entry is None:
+        raise VerificationFailed(f"{name}: its manifest does not record it as a good backup")
+    return {**manifest, **entry}
+
+
 def _entry_for(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
     """The manifest's line for `name`: the run's own artifact, a database's, or the globals."""
     if manifest.get("artifact") == name:
@@ -77,7 +96,8 @@ def _entry_for(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
     candidates = [*(lines if isinstance(lines, list) else []), manifest.get("globals")]
     for line in candidates:
         if isinstance(line, dict) and line.get("artifact") == name and line.get("status") == "ok":
-            return {k: line.get(k) for k in ("artifact", "sizeBytes", "sha256", "database")}
+            keys = ("artifact", "sizeBytes", "sha256", "database", "tableRowCounts")
+            return {k: line.get(k) for k in keys}  # a part's own row counts, or none
     return None
 
 
