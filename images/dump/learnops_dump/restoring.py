@@ -150,7 +150,9 @@ def _restore(
     roles = None
     if request.with_globals:
         if bucket is not None:
-            raise ConfigError("--with-globals needs a PVC: backups on object storage hold no globals")
+            raise ConfigError(
+                "--with-globals needs a PVC: backups on object storage hold no globals"
+            )
         roles = Artifact.of(globals_path(artifact))
         check_manifest(sup, roles, force=False)  # nothing unvouched runs as the superuser
     summary.artifact = artifact.path.name
