@@ -20,14 +20,14 @@ from tests.harness.containers import Engine
 from tests.harness.kind import KindCluster, log
 from tests.harness.kube import KubeCluster
 from tests.harness.objectservers import ServerUnavailable
-from tests.harness.platform import IMAGES, Platform, build_image
+from tests.harness.platform import IMAGES, SCENARIO_IMAGE, Platform, build_image
 from tests.harness.podpostgres import NODEPORT, SCRATCH_NAMESPACE, SCRATCH_NODEPORT, PodPostgres
 from tests.harness.pods3 import IMAGE as S3_IMAGE
 from tests.harness.pods3 import NODEPORT as S3_NODEPORT
 from tests.harness.pods3 import PodS3
 from tests.harness.pods3 import build_image as build_s3_image
 from tests.harness.postgres import Conn
-from tests.support.operator import install_operator_rbac
+from tests.support.operator import OperatorProcess, Operators, install_operator_rbac
 
 REPO = Path(__file__).resolve().parents[2]
 # pytest-timeout counts fixture setup: the first e2e test also pays for the platform (a cold
@@ -92,6 +92,19 @@ def kube_cluster(platform: Platform) -> KubeCluster:
 @pytest.fixture(scope="session")
 def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
     return install_operator_rbac(kube_cluster)
+
+
+@pytest.fixture(scope="module")
+def scenario_operator(
+    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator replica per test module whose dump image is the scenario image, so every
+    backup, restore and drill pod it starts plays a scenario (tests/support/scenario_pods.py)."""
+    ops = Operators(operator_kubeconfig, tmp_path_factory.mktemp("scenario-operator"))
+    try:
+        yield ops.start(f"--dump-image={SCENARIO_IMAGE}")
+    finally:
+        ops.stop_all()
 
 
 @pytest.fixture(scope="session")

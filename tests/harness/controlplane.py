@@ -1,8 +1,8 @@
 """A real Kubernetes control plane from source-built binaries: etcd, kube-apiserver and
 kube-controller-manager (garbage collector, CronJob and Job controllers really run).
 
-There is no kubelet and no scheduler: pods are created but never run. Tests that need a pod's
-result stand in for the kubelet by writing pod status through the status subresource.
+There is no kubelet and no scheduler: pods are created but never run. Tests here assert only
+what needs no pod to run; whatever needs a pod's result runs on kind (tests/e2e).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from .podpostgres import PodPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"  # the chart's appVersion: the tags the chart and manifests/ use
+# A dump image stand-in whose pods play scenario files (tests/e2e/scenario-image)
+SCENARIO_IMAGE = "learnops/scenario-dump:test"
 # tag -> (Dockerfile, build context), relative to the repository; what the demo needs
 DEMO_IMAGES = {
     f"learnops/operator:{VERSION}": ("images/operator/Dockerfile", "."),
@@ -31,6 +33,7 @@ DEMO_IMAGES = {
 IMAGES = {
     **DEMO_IMAGES,
     "learnops-smoke:test": ("tests/container/smoke/Dockerfile", "tests/container/smoke"),
+    SCENARIO_IMAGE: ("tests/e2e/scenario-image/Dockerfile", "tests/e2e/scenario-image"),
     # the worker image plus tests/support/worker_handlers.py (built after the worker image it
     # extends)
     f"learnops/learning-worker:{VERSION}-e2e": ("tests/e2e/worker-image/Dockerfile", "tests"),

@@ -13,18 +13,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-from learnops_dump.errors import ConnectionFailed
 
 from tests.harness.conditions import condition
 from tests.harness.kube import KubeCluster
 from tests.harness.net import free_ports, wait_port
 from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for
-from tests.support.contract import runner_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests/crds/learnops.io_databasebackups.yaml"
@@ -54,52 +50,6 @@ def backup(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": body,
     }
-
-
-def dump_summary(prefix: str, ok: bool = True, **keys: Any) -> dict[str, Any]:
-    """The runner's own summary (tests/support/contract.py) of one run of resource `prefix`;
-    `keys` replace top-level keys afterwards (e.g. a multi-database run's lines)."""
-    error = None if ok else ConnectionFailed("could not connect to server")
-    started = datetime(2026, 11, 30, 2, tzinfo=UTC)
-    summary = runner_summary(prefix, error, started=started, size=5 * 1024 * 1024)
-    summary.update(keys)
-    return summary
-
-
-RESTORE_SHA = "ab" * 32
-
-
-def restore_summary(ok: bool = True, **overrides: Any) -> dict[str, Any]:
-    """What `learnops-dump restore` writes as its termination message (learnops_dump/outcome.py)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data: dict[str, Any] = {
-        "status": "ok" if ok else "failed",
-        "exitCode": 0 if ok else 9,
-        "reason": "Ok" if ok else "TargetNotEmpty",
-        "message": "" if ok else "database 'app_restored' holds 3 tables, views or sequences",
-        "kind": "restore",
-        "artifact": "nightly-20261130T020000Z.dump",
-        "sizeBytes": 4096,
-        "sha256": RESTORE_SHA,
-        "startedAt": now,
-        "finishedAt": now,
-        "durationSeconds": 4.5,  # within the 5 s the stand-in reports (the kubelet span bounds it)
-        "runnerVersion": "0.1.0",
-        "database": "app_restored",
-        "policy": "create",
-        "parallelJobs": 1,
-    }
-    if ok:
-        data.update(
-            {
-                "tablesChecked": 3,
-                "rowsChecked": 1234,
-                "mismatches": [],
-                "checksPassed": ["restored", "tablesExist", "rowCounts"],
-            }
-        )
-    data.update(overrides)
-    return data
 
 
 class Namespace:
@@ -187,54 +137,6 @@ class Namespace:
             "--from-file=pgpass=/dev/stdin",
             input=f"db.example:5432:app:backup:{password}\n",
         )
-
-    def job_pod(self, job: str, timeout: float = 20) -> dict[str, Any]:
-        """The Job controller creates the pod even without a kubelet; it stays Pending."""
-        pods: list[dict[str, Any]] = wait_for(
-            lambda: [
-                p
-                for p in self.items("pods", f"job-name={job}")
-                if p["status"].get("phase") == "Pending"
-            ],
-            timeout,
-            f"a pending pod of job {job}",
-        )
-        return pods[0]
-
-    def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
-        """Stand in for the kubelet: write the terminated state through pods/status."""
-        now = datetime.now(UTC)
-        terminated = {
-            "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
-            "message": message,
-            # a run of a few seconds, as the kubelet reports it (whole seconds)
-            "startedAt": (now - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "finishedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        patch = {
-            "status": {
-                "phase": "Succeeded" if exit_code == 0 else "Failed",
-                "containerStatuses": [
-                    {
-                        "name": "dump",
-                        "image": "learnops/dump",
-                        "imageID": "",
-                        "ready": False,
-                        "restartCount": 0,
-                        "started": False,
-                        "state": {"terminated": terminated},
-                    }
-                ],
-            }
-        }
-        self.kubectl(
-            "patch", "pod", pod, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-        )
-
-    def run_job(self, job: str, exit_code: int, summary: dict[str, Any]) -> None:
-        pod = self.job_pod(job)
-        self.finish_pod(pod["metadata"]["name"], exit_code, json.dumps(summary))
 
 
 class OperatorProcess:
