@@ -34,9 +34,8 @@ def test_sigterm_to_make_test_deletes_the_kind_cluster_and_leaves_no_process(
     name = f"learnops-killed-{os.getpid()}"
     env = {**os.environ, "LEARNOPS_KIND_NAME": name, "CI": "true"}
     make = subprocess.Popen(
-        # two xdist workers (one makes the cluster) and the worker's other-major runs beside
-        ["make", "test", "TEST_WORKERS=2",
-         "PYTEST_ARGS=tests/e2e/test_ground_e2e.py -p no:cacheprovider"],
+        # the default run: the suite in one process, the worker's other-major runs beside it
+        ["make", "test", "PYTEST_ARGS=tests/e2e/test_ground_e2e.py -p no:cacheprovider"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
