@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ def _backup(world: DumpWorld, **env: str) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     manifest: dict[str, Any] = json.loads((world.storage / "t.latest.json").read_text())
     return manifest
+
+
+def _restore_elsewhere(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`learnops-dump restore` onto a server other than the backup's source."""
+    return run_runner(env, "restore", "--allow-other-source", *args)
 
 
 def _summary(world: DumpWorld) -> dict[str, Any]:
@@ -91,10 +97,8 @@ def test_the_manifest_counts_rows_in_the_dumps_own_snapshot_despite_concurrent_w
     assert counts["public.submissions"] < _counts(pg_cluster, pg_db.dbname)["public.submissions"]
     assert manifest["systemIdentifier"].isdigit()
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         "latest",
         "--target-db",
         "snap_copy",
@@ -117,9 +121,7 @@ def test_each_policy_restores_or_refuses_with_its_reason(
     db = f"policy_{tmp_path.name[-8:].replace('-', '_')}"
 
     def restore(*args: str) -> tuple[int, dict[str, Any]]:
-        proc = run_runner(
-            env, "restore", "--allow-other-source", manifest["artifact"], "--target-db", db, *args
-        )
+        proc = _restore_elsewhere(env, manifest["artifact"], "--target-db", db, *args)
         return proc.returncode, _summary(dump_world)
 
     code, st = restore("--policy", "ifEmpty")
@@ -151,10 +153,8 @@ def test_the_source_database_is_refused_unless_allowed(
     pgpass.write_text(pgpass_line(Conn("*", conn.port, conn.user, conn.password, "*")))
     pgpass.chmod(0o600)
     env = dump_world.env(PGHOST="localhost", PGPASSFILE=str(pgpass))
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         "latest",
         "--target-db",
         pg_db.dbname,
@@ -185,10 +185,8 @@ def test_row_counts_that_differ_from_the_manifest_fail_and_drop_the_new_database
     tampered["tableRowCounts"]["public.gone"] = 3
     path.write_text(json.dumps(tampered))
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         manifest["artifact"],
         "--target-db",
         "diff",
@@ -215,10 +213,8 @@ def test_a_corrupted_artifact_is_refused_before_anything_is_created(
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         "latest",
         "--target-db",
         "corrupt",
@@ -235,10 +231,8 @@ def test_directory_artifacts_restore_with_parallel_jobs_and_schema_only_skips_ro
 ) -> None:
     _backup(dump_world, BACKUP_FORMAT="directory", BACKUP_COMPRESSION="gzip:1")
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         "latest",
         "--target-db",
         "par",
@@ -249,8 +243,7 @@ def test_directory_artifacts_restore_with_parallel_jobs_and_schema_only_skips_ro
     )
     assert proc.returncode == 0, proc.stderr
     assert _summary(dump_world)["parallelJobs"] == 4
-    proc = run_runner(
-        env, "restore", "--allow-other-source", "latest", "--target-db", "schema",
+    proc = _restore_elsewhere(env, "latest", "--target-db", "schema",
         "--policy", "create", "--schema-only", "--no-owner", "--role", scratch_cluster.admin.user,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -268,10 +261,8 @@ def test_an_outer_compressed_artifact_restores_with_one_job(
     if not manifest["artifact"].endswith((".zst", ".lz4", ".gz")):
         pytest.skip("pg_dump compresses natively here; no outer compression to test")
     env = _target_env(dump_world, scratch_cluster, tmp_path)
-    proc = run_runner(
+    proc = _restore_elsewhere(
         env,
-        "restore",
-        "--allow-other-source",
         "latest",
         "--target-db",
         "one",
