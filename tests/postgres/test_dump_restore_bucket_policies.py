@@ -13,9 +13,9 @@ import obstore
 import pytest
 
 from tests.harness.objectservers import ObjectServer
-from tests.harness.postgres import Conn, PgCluster
-from tests.support.dump import DumpWorld, pgpass_line, run_runner
-from tests.support.objects import AgeKey, object_env, table_fingerprints
+from tests.harness.postgres import PgCluster
+from tests.support.dump import DumpWorld, run_runner
+from tests.support.objects import AgeKey, elsewhere_env, object_env, table_fingerprints
 
 
 @pytest.fixture
@@ -30,22 +30,6 @@ def backed_up(
     assert proc.returncode == 0, proc.stderr
     latest: dict[str, Any] = json.loads(s3_server.read(bucket, "t.latest.json"))
     return env, bucket, latest
-
-
-def _restore_env(
-    env: dict[str, str], scratch: PgCluster, tmp: Path, identity: Path | None
-) -> dict[str, str]:
-    """The restore's connection: the second cluster's superuser, the identity as a file."""
-    admin = scratch.admin
-    pgpass = tmp / "target-pgpass"
-    pgpass.write_text(pgpass_line(Conn("*", admin.port, admin.user, admin.password, "*")))
-    pgpass.chmod(0o600)
-    out = {**env, "PGHOST": admin.host, "PGPORT": str(admin.port), "PGUSER": admin.user}
-    out["PGPASSFILE"] = str(pgpass)
-    out.pop("BACKUP_AGE_RECIPIENTS", None)
-    if identity is not None:
-        out["BACKUP_AGE_IDENTITY_FILE"] = str(identity)
-    return out
 
 
 def _run(world: DumpWorld, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
@@ -69,7 +53,7 @@ def test_an_encrypted_bucket_artifact_restores_with_a_policy_and_its_row_counts_
 ) -> None:
     env, bucket, latest = backed_up
     assert str(latest["artifact"]).endswith(".age")
-    restore_env = _restore_env(env, scratch_cluster, tmp_path, age_key.identity)
+    restore_env = elsewhere_env(env, scratch_cluster, tmp_path, age_key.identity)
     code, st = _run(dump_world, restore_env, "latest", "--target-db", "from_bucket", "--policy",
                     "create")  # fmt: skip
     try:
@@ -111,7 +95,7 @@ def test_an_encrypted_bucket_artifact_without_its_identity_is_refused_before_the
     tmp_path: Path,
 ) -> None:
     env, _, _ = backed_up
-    restore_env = _restore_env(env, scratch_cluster, tmp_path, None)
+    restore_env = elsewhere_env(env, scratch_cluster, tmp_path, None)
     code, st = _run(dump_world, restore_env, "latest", "--target-db", "no_identity", "--policy",
                     "create")  # fmt: skip
     assert (code, st["status"]) == (2, "failed"), st
@@ -149,7 +133,7 @@ def test_a_bucket_object_that_is_not_the_backup_never_completes_a_restore(
     if policy == "ifEmpty":
         with scratch_cluster.connect() as c:
             c.execute(f'CREATE DATABASE "{target}" TEMPLATE template0')
-    restore_env = _restore_env(env, scratch_cluster, tmp_path, None)
+    restore_env = elsewhere_env(env, scratch_cluster, tmp_path, None)
     try:
         code, st = _run(dump_world, restore_env, newer["artifact"], "--target-db", target,
                         "--policy", policy)  # fmt: skip
@@ -182,7 +166,7 @@ def test_an_encrypted_artifact_copied_onto_a_claim_restores_with_its_identity(
     for key in s3_server.keys(bucket):  # the artifact, its manifest, latest.json
         (storage / key).write_bytes(s3_server.read(bucket, key))
     env = dump_world.env(BACKUP_STORAGE_ROOT=str(storage))
-    restore_env = _restore_env(env, scratch_cluster, tmp_path, age_key.identity)
+    restore_env = elsewhere_env(env, scratch_cluster, tmp_path, age_key.identity)
     code, st = _run(dump_world, restore_env, "latest", "--target-db", "from_claim", "--policy",
                     "create")  # fmt: skip
     try:
@@ -195,7 +179,7 @@ def test_an_encrypted_artifact_copied_onto_a_claim_restores_with_its_identity(
     finally:
         scratch_cluster.drop_database("from_claim")
     # without the identity: refused before a database is made
-    code, st = _run(dump_world, _restore_env(env, scratch_cluster, tmp_path, None), "latest",
+    code, st = _run(dump_world, elsewhere_env(env, scratch_cluster, tmp_path, None), "latest",
                     "--target-db", "from_claim", "--policy", "create")  # fmt: skip
     assert (code, st["reason"]) == (2, "ConfigError"), st
     assert "from_claim" not in _databases(scratch_cluster)

@@ -14,7 +14,7 @@ from psycopg import sql
 from tests.harness import tiers
 from tests.harness.objectservers import ObjectServer, ServerUnavailable, install, running
 from tests.harness.postgres import Conn, PgCluster
-from tests.support.dump import DumpWorld
+from tests.support.dump import DumpWorld, pgpass_line
 
 KINDS = ("s3", "gcs", "azureBlob")
 
@@ -85,3 +85,24 @@ def object_env(world: DumpWorld, server: ObjectServer, bucket: str, **extra: str
     env = world.env(BACKUP_STORAGE_ROOT="", **server.runner_env(bucket))
     env.update(extra)
     return {k: v for k, v in env.items() if v != ""}
+
+
+def elsewhere_env(
+    env: dict[str, str],
+    scratch: PgCluster,
+    tmp: Path,
+    identity: Path | None,
+    login: Conn | None = None,
+) -> dict[str, str]:
+    """A restore's or drill's connection to another cluster: `login` (default its superuser)
+    through a pgpass file, the backup's recipients dropped, the age identity (if any) as a file."""
+    admin = login or scratch.admin
+    pgpass = tmp / "target-pgpass"
+    pgpass.write_text(pgpass_line(Conn("*", admin.port, admin.user, admin.password, "*")))
+    pgpass.chmod(0o600)
+    out = {**env, "PGHOST": admin.host, "PGPORT": str(admin.port), "PGUSER": admin.user}
+    out["PGPASSFILE"] = str(pgpass)
+    out.pop("BACKUP_AGE_RECIPIENTS", None)
+    if identity is not None:
+        out["BACKUP_AGE_IDENTITY_FILE"] = str(identity)
+    return out

@@ -1,9 +1,11 @@
 """`learnops-dump drill`: prove an artifact restorable on a scratch server, then drop it.
 
-resolve artifact -> sha256 against its manifest -> connect to the scratch server -> refuse the
-source server (by host and by system identifier) -> create a scratch database -> restore ->
-every table of the manifest exists -> row counts equal the manifest's (counted at dump time) ->
-SQL assertions -> drop the scratch database (always, also after a timeout or SIGTERM).
+resolve artifact (a PVC file or a bucket object, sources.py) -> its manifest -> connect to the
+scratch server -> refuse the source server (by host and by system identifier) -> create a scratch
+database -> restore -> every table of the manifest exists -> row counts equal the manifest's
+(counted at dump time) -> SQL assertions -> drop the scratch database (always, also after a
+timeout or SIGTERM). The sha256 is checked against the manifest before the restore for a PVC
+file, and while a bucket object streams in, before its last chunk (a mismatch rolls back).
 """
 
 from __future__ import annotations
@@ -21,20 +23,18 @@ from .logs import event
 from .masking import mask
 from .outcome import RunSummary, write_summary
 from .procs import Supervisor, child_env
-from .restoring import resolve
 from .settings import Settings
+from .sources import load_source, open_source
 from .targets import (
     LoadOptions,
     compare_counts,
     create_database,
     drop_database,
-    load,
     manifest_counts,
     refuse_mismatches,
     run_assertions,
     system_identifier,
 )
-from .verify import check_manifest
 from .versions import choose_client, installed_clients, probe_server
 
 log = logging.getLogger(__name__)
@@ -92,19 +92,23 @@ def drill(settings: Settings, request: DrillRequest) -> int:
 
 
 def _drill(settings: Settings, sup: Supervisor, request: DrillRequest, summary: RunSummary) -> None:
-    artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
-    summary.artifact = artifact.path.name
-    manifest = check_manifest(sup, artifact, force=False)
-    if manifest is None or manifest.get("status") != "ok":
-        raise ConfigError(f"{artifact.path.name}: no successful manifest beside it")
+    source = open_source(settings, sup, request.artifact, force=False)
+    name, manifest = source.name, source.manifest
+    summary.artifact = name
+    if (location := source.location()) is not None:
+        summary.extra["location"] = location
+    if manifest is None or manifest.get("status") != "ok" or not manifest.get("sha256"):
+        raise ConfigError(f"{name}: no successful manifest beside it")
     summary.sha256, summary.size = manifest.get("sha256"), manifest.get("sizeBytes")
     source_id = str(manifest.get("systemIdentifier") or "")
     if not source_id.isdigit():
         raise ConfigError(
-            f"{artifact.path.name}: its manifest records no systemIdentifier, so the scratch "
+            f"{name}: its manifest records no systemIdentifier, so the scratch "
             "server cannot be proven different from the source; drill a newer backup"
         )
-    passed: list[str] = ["checksum"]  # check_manifest: size and sha256 as recorded
+    # open_source checked a PVC file's size and sha256; a bucket object's sha256 is checked as
+    # it streams in, so that check has only passed once the restore has
+    passed: list[str] = ["checksum"] if source.bucket is None else []
     scratch = endpoint(settings.target.host, settings.target.port)
     known = {endpoint(*e.rpartition(":")[::2]) for e in request.source_endpoints if ":" in e}
     if manifest.get("host"):
@@ -140,14 +144,18 @@ def _drill(settings: Settings, sup: Supervisor, request: DrillRequest, summary: 
         try:
             into = {**base, "PGDATABASE": scratch_db}
             options = LoadOptions(jobs=request.jobs, no_owner=True)
-            summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
+            summary.extra["parallelJobs"] = load_source(
+                sup, client, source, into, options, settings.age_identity_file
+            )
+            if source.bucket is not None:
+                passed.append("checksum")
             passed.append("restored")
             _checks(sup, client, into, manifest, request.assertions, passed, summary)
         finally:
             summary.extra["checksPassed"] = passed
             drop_database(sup, client, admin, scratch_db)
             summary.extra["scratchDropped"] = True
-    event(log, "drill.ok", "artifact restorable", artifact=artifact.path.name, checks=passed)
+    event(log, "drill.ok", "artifact restorable", artifact=name, checks=passed)
 
 
 def _checks(

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import artifacts
 from .artifacts import Artifact
-from .buckets import StorageKind
-from .commands import globals_path, remote_artifact, written_by
+from .commands import globals_path, written_by
 from .credentials import private_pgpass
-from .encryption import decrypt_argv
 from .errors import ConfigError, ConnectionFailed, InternalError, RestoreRefused, RunnerError
 from .logs import event
 from .masking import mask
@@ -31,29 +26,23 @@ from .outcome import RunSummary, write_summary
 from .procs import Supervisor, child_env
 from .roles import apply_globals
 from .settings import Settings
-from .storage import read_json_at
+from .sources import load_source, open_source
 from .targets import (
     LoadOptions,
     compare_counts,
     create_database,
     database_exists,
     drop_database,
-    load,
-    load_stream,
     manifest_counts,
     refuse_mismatches,
     relation_count,
     system_identifier,
 )
-from .verify import archive_database, check_manifest, check_source, check_stored_manifest
+from .verify import archive_database, check_manifest, check_source
 from .versions import choose_client, client_version, installed_clients, probe_server
 from .versions import system_identifier as psql_system_identifier
 
-if TYPE_CHECKING:
-    from .objects import ObjectStorage
-
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 1 << 20  # an encrypted PVC artifact is read in these for age -d
 
 
 class Policy(enum.Enum):
@@ -83,25 +72,6 @@ class RestoreRequest:
     """Where CREATE DATABASE runs (the connection's own database may not exist on the target)."""
 
 
-def resolve(storage_root: Path, prefix: str, name: str) -> Artifact:
-    """The artifact; `latest` reads `<prefix>.latest.json`."""
-    if name == "latest":
-        latest = read_json_at(storage_root / artifacts.latest_name(prefix))
-        chosen = (latest or {}).get("artifact")
-        if not isinstance(chosen, str) or not chosen:
-            raise ConfigError(
-                f"{artifacts.latest_name(prefix)} names no artifact: no successful backup of "
-                f"prefix {prefix!r} in this storage"
-            )
-        name = chosen
-    if "/" in name or name.startswith(".") or name in ("", ".."):
-        raise ConfigError(f"{name!r} is not an artifact name")
-    artifact = Artifact.of(storage_root / name)
-    if not artifact.path.exists():
-        raise ConfigError(f"{name}: no such artifact in the storage")
-    return artifact
-
-
 def restore(settings: Settings, request: RestoreRequest) -> int:
     """Restore, always write the summary; returns the exit code (never raises)."""
     summary = RunSummary(datetime.now(UTC), kind="restore")
@@ -120,33 +90,11 @@ def restore(settings: Settings, request: RestoreRequest) -> int:
     return write_summary(settings.termination_log, summary)
 
 
-def _source(
-    settings: Settings, sup: Supervisor, request: RestoreRequest
-) -> tuple[Artifact, dict[str, Any] | None, ObjectStorage | None]:
-    """The artifact, its checked manifest, and the bucket it streams from (None: a PVC file)."""
-    storage: ObjectStorage | None = None
-    if settings.storage_kind is StorageKind.PVC:
-        artifact = resolve(settings.require_storage_root(), settings.prefix, request.artifact)
-        checked = check_manifest(sup, artifact, force=request.force)
-    else:
-        storage, name, manifest = remote_artifact(settings, request.artifact)
-        artifact = Artifact.of(Path(name))
-        checked = check_stored_manifest(name, manifest, force=request.force)
-    if artifact.encrypted:
-        decrypt_argv(settings.age_identity_file)  # no identity: refused before the target is
-    return artifact, checked, storage
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield chunk
-
-
 def _restore(
     settings: Settings, sup: Supervisor, request: RestoreRequest, summary: RunSummary
 ) -> None:
-    artifact, manifest, bucket = _source(settings, sup, request)
+    source = open_source(settings, sup, request.artifact, force=request.force)
+    artifact, manifest, bucket = source.artifact, source.manifest, source.bucket
     roles = None
     if request.with_globals:
         if bucket is not None:
@@ -157,8 +105,8 @@ def _restore(
         check_manifest(sup, roles, force=False)  # nothing unvouched runs as the superuser
     summary.artifact = artifact.path.name
     summary.extra["format"] = artifact.format.value
-    if bucket is not None:
-        summary.extra["location"] = bucket.location(artifact.path.name)
+    if (location := source.location()) is not None:
+        summary.extra["location"] = location
     summary.sha256 = (manifest or {}).get("sha256") if manifest else None
     summary.size = (manifest or {}).get("sizeBytes") if manifest else None
     clients = installed_clients(settings.client_dirs)
@@ -225,24 +173,9 @@ def _restore(
                 summary.extra["globalsApplied"] = roles.path.name
                 event(log, "restore.globals", "globals applied", artifact=roles.path.name,
                       skippedExisting=skipped)  # fmt: skip
-            if bucket is None and not artifact.encrypted:
-                summary.extra["parallelJobs"] = load(sup, client, artifact, into, options)
-            else:  # streamed: from the bucket, or through age -d
-                chunks = (
-                    _file_chunks(artifact.path)
-                    if bucket is None
-                    else bucket.download(artifact.path.name)
-                )
-                summary.extra["parallelJobs"] = load_stream(
-                    sup,
-                    client,
-                    chunks,
-                    artifact,
-                    into,
-                    options,
-                    settings.age_identity_file,
-                    (manifest or {}).get("sha256"),
-                )
+            summary.extra["parallelJobs"] = load_source(
+                sup, client, source, into, options, settings.age_identity_file
+            )
             _check(sup, client, into, request, manifest, summary)
         except BaseException:
             if created:  # nothing half-restored under a name this run invented
