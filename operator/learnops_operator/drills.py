@@ -48,6 +48,24 @@ def _wanted(body: Mapping[str, Any]) -> tuple[Owner, BackupSpec, DrillSpec | Non
         return None
 
 
+def _invalid_drill(body: Mapping[str, Any]) -> str | None:
+    """Why spec.restoreDrill is invalid when the rest of the spec is valid (None: it is not)."""
+    try:
+        parse(body.get("spec") or {})
+    except InvalidSpec:
+        return None  # the backup's own reconcile reports an invalid backup spec
+    try:
+        parse_drill(body.get("spec") or {})
+    except InvalidSpec as exc:
+        return str(exc)
+    return None
+
+
+def _storage(spec: BackupSpec) -> Storage:
+    """The backup's own storage, its claim or its bucket (jobpods sets the backup's prefix)."""
+    return Storage(spec.claim_name, spec.sub_path, objects=spec.objects)
+
+
 def _source_endpoint(spec: BackupSpec) -> str | None:
     db = spec.database
     if db.pgpass_secret is None or not db.host:
@@ -61,20 +79,17 @@ def _image(ctx: Context, spec: BackupSpec) -> tuple[str, str]:
 
 def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
     """After the backup's own reconcile: the drill CronJob and an initial Restorable."""
+    current = dict(body.get("status") or {})
     wanted = _wanted(body)
     if wanted is None:
+        why = _invalid_drill(body)
+        if why is not None:  # slipped past admission (an older CRD): no drill, and why not
+            _suspend_cronjob(ctx, Owner.from_body(body), current)
+            _set_restorable(ctx, body, "False", "InvalidSpec", why)
         return
     owner, _, drill = wanted
-    ns = owner.namespace
-    current = dict(body.get("status") or {})
     if drill is None or drill.schedule is None:
-        if current.get("drillCronJobName"):
-            ctx.kube.suspend_cronjob(ns, str(current["drillCronJobName"]))
-            ctx.kube.update_status(
-                ns,
-                owner.name,
-                lambda st, _b: {k: v for k, v in st.items() if k != "drillCronJobName"},
-            )
+        _suspend_cronjob(ctx, owner, current)
     else:
         cronjob = _desired_cronjob(ctx, body)
         assert cronjob is not None
@@ -88,9 +103,22 @@ def reconcile(ctx: Context, body: Mapping[str, Any]) -> None:
             return
         name = cronjob["metadata"]["name"]
         if current.get("drillCronJobName") != name:
-            ctx.kube.update_status(ns, owner.name, lambda st, _b: {**st, "drillCronJobName": name})
+            ctx.kube.update_status(
+                owner.namespace, owner.name, lambda st, _b: {**st, "drillCronJobName": name}
+            )
     if drill is not None and status.condition(current, RESTORABLE) is None:
         _set_restorable(ctx, body, "Unknown", "NoDrillYet", "no restore drill has finished yet")
+
+
+def _suspend_cronjob(ctx: Context, owner: Owner, current: Mapping[str, Any]) -> None:
+    """A dropped (or invalid) scheduled drill: its CronJob stays, suspended, out of status."""
+    if current.get("drillCronJobName"):
+        ctx.kube.suspend_cronjob(owner.namespace, str(current["drillCronJobName"]))
+        ctx.kube.update_status(
+            owner.namespace,
+            owner.name,
+            lambda st, _b: {k: v for k, v in st.items() if k != "drillCronJobName"},
+        )
 
 
 def _desired_cronjob(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -104,7 +132,7 @@ def _desired_cronjob(ctx: Context, body: Mapping[str, Any]) -> dict[str, Any] | 
     return jobpods.drill_cronjob(
         owner,
         drill,
-        Storage(spec.claim_name, spec.sub_path),
+        _storage(spec),
         image,
         pull,
         spec.time_zone,
@@ -167,7 +195,7 @@ def after_backup(ctx: Context, body: Mapping[str, Any], result: results.RunResul
     job = jobpods.drill_job(
         owner,
         drill,
-        Storage(spec.claim_name, spec.sub_path),
+        _storage(spec),
         image,
         pull,
         result.artifact,

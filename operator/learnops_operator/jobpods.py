@@ -151,14 +151,14 @@ def _storage_volumes(storage: Storage) -> tuple[list[dict[str, Any]], list[dict[
     return [{"name": "backup", "persistentVolumeClaim": claim}], [mount]
 
 
-def _identity(spec: RestoreSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _identity(secret_name: str | None, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The age identity's Secret (only its key), mounted as a file: never env."""
-    if spec.identity_secret is None:
+    if secret_name is None:
         return None
     secret = {
-        "secretName": spec.identity_secret,
+        "secretName": secret_name,
         "defaultMode": builders.SECRET_FILE_MODE,
-        "items": [{"key": spec.identity_key, "path": IDENTITY_FILE}],
+        "items": [{"key": key, "path": IDENTITY_FILE}],
     }
     mount = {"name": "age-identity", "mountPath": IDENTITY_DIR, "readOnly": True}
     return {"name": "age-identity", "secret": secret}, mount
@@ -173,18 +173,22 @@ def artifact_prefix(job: Mapping[str, Any]) -> str:
     return ""
 
 
-def _runner_env(timeout: int, storage: Storage) -> list[tuple[str, str]]:
+def _runner_env(timeout: int, storage: Storage, identity: str | None) -> list[tuple[str, str]]:
+    """Where the artifacts are, and the identity file's path when an identity is mounted."""
     if storage.objects is not None:
         where = builders.object_env(storage.objects)
     else:
         where = [("BACKUP_STORAGE_ROOT", builders.STORAGE_ROOT)]
-    return [
+    env = [
         *where,
         ("BACKUP_PREFIX", storage.prefix),
         ("BACKUP_TIMEOUT_SECONDS", str(timeout)),
         ("BACKUP_TERMINATION_LOG", builders.TERMINATION_LOG),
         ("TMPDIR", builders.TMP_DIR),
     ]
+    if identity is not None:
+        env.append(("BACKUP_AGE_IDENTITY_FILE", f"{IDENTITY_DIR}/{IDENTITY_FILE}"))
+    return env
 
 
 def restore_job(
@@ -198,9 +202,9 @@ def restore_job(
 ) -> dict[str, Any]:
     """The Job of one generation of a DatabaseRestore."""
     labels = ours.labels(name, COMPONENT_RESTORE)
-    env = server_env(spec.target, None) + _runner_env(spec.runner_timeout_seconds, storage)
-    if spec.identity_secret is not None:
-        env.append(("BACKUP_AGE_IDENTITY_FILE", f"{IDENTITY_DIR}/{IDENTITY_FILE}"))
+    env = server_env(spec.target, None) + _runner_env(
+        spec.runner_timeout_seconds, storage, spec.identity_secret
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -239,7 +243,7 @@ def restore_job(
                 storage=storage,
                 server=spec.target,
                 resources=dict(spec.resources),
-                identity=_identity(spec),
+                identity=_identity(spec.identity_secret, spec.identity_key),
             ),
         },
     }
@@ -250,7 +254,7 @@ def _drill_template(
 ) -> tuple[dict[str, str], dict[str, Any]]:
     labels = ours.labels(owner.name, COMPONENT_DRILL)
     env = server_env(drill.server, None) + _runner_env(
-        drill.runner_timeout_seconds, replace(storage, prefix=owner.name)
+        drill.runner_timeout_seconds, replace(storage, prefix=owner.name), drill.identity_secret
     )
     if drill.assertions:
         items = [{"name": n, "sql": q} for n, q in drill.assertions]
@@ -265,6 +269,7 @@ def _drill_template(
         storage=storage,
         server=drill.server,
         resources={"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        identity=_identity(drill.identity_secret, drill.identity_key),
     )
 
 

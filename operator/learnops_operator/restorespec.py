@@ -196,6 +196,9 @@ class DrillSpec:
     assertions: tuple[tuple[str, str], ...]
     window_seconds: int
     timeout_seconds: int
+    identity_secret: str | None = None
+    """The Secret with the age identity of an encrypted backup (mounted as a file, never env)."""
+    identity_key: str = "identity"
 
     @property
     def runner_timeout_seconds(self) -> int:
@@ -210,6 +213,12 @@ def parse_drill(spec: Mapping[str, Any]) -> DrillSpec | None:
     after = bool(raw.get("afterEveryBackup", False))
     if (schedule is None) == (not after):
         raise InvalidSpec("restoreDrill needs exactly one of schedule or afterEveryBackup: true")
+    identity = raw.get("identitySecretRef") or {}
+    if spec.get("encryption") and not identity.get("name"):
+        raise InvalidSpec(
+            "restoreDrill.identitySecretRef is required: spec.encryption encrypts every "
+            "artifact, and the drill needs the age identity that decrypts them"
+        )
     return DrillSpec(
         schedule=schedule,
         after_every_backup=after,
@@ -217,4 +226,6 @@ def parse_drill(spec: Mapping[str, Any]) -> DrillSpec | None:
         assertions=tuple((str(a["name"]), str(a["sql"])) for a in raw.get("assertions") or () if a),
         window_seconds=int(raw.get("verificationWindowSeconds") or 93600),
         timeout_seconds=int(raw.get("timeoutSeconds") or 3600),
+        identity_secret=str(identity["name"]) if identity.get("name") else None,
+        identity_key=str(identity.get("key") or "identity"),
     )

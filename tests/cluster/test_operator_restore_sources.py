@@ -12,15 +12,8 @@ import pytest
 
 from tests.harness.kube import KubeCluster
 from tests.harness.wait import wait_for
-from tests.support.operator import Namespace, OperatorProcess, backup
+from tests.support.operator import S3, Namespace, OperatorProcess, backup
 
-S3 = {
-    "bucket": "learnops-backups",
-    "prefix": "prod",
-    "endpoint": "http://s3.example:8333",
-    "forcePathStyle": True,
-    "credentialsSecretRef": {"name": "s3-credentials"},
-}
 TARGET = {
     "host": "scratch.example",
     "user": "restorer",

@@ -29,6 +29,14 @@ RBAC = ROOT / "manifests/operator/rbac.yaml"
 OPERATOR_NAMESPACE = "learnops-system"
 OPERATOR_SA = f"system:serviceaccount:{OPERATOR_NAMESPACE}:learnops-operator"
 DUMP_IMAGE = "learnops/dump:0.1.0"  # the chart's appVersion, built and loaded by the e2e tier
+# spec.storage.s3 of the control-plane tests (nothing listens there: no pod runs)
+S3 = {
+    "bucket": "learnops-backups",
+    "prefix": "prod",
+    "endpoint": "http://s3.example:8333",
+    "forcePathStyle": True,
+    "credentialsSecretRef": {"name": "s3-credentials"},
+}
 
 
 def backup(name: str, **spec: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from learnops_operator.errors import InvalidSpec
 from learnops_operator.plugin import default_database, parser, restore_manifest
 from learnops_operator.restorespec import Storage, parse_drill, parse_restore
 from learnops_operator.results import RunResult
-from learnops_operator.spec import Owner, parse
+from learnops_operator.spec import ObjectTarget, Owner, parse
 
 from tests.harness.conditions import condition
 
@@ -257,6 +257,66 @@ def test_drills_need_exactly_one_trigger_and_their_own_server() -> None:
     assert drill is not None
     assert drill.server.endpoint == "s:5432"
     assert parse_drill({}) is None
+
+
+def test_an_encrypted_backups_drill_needs_the_identity_which_is_mounted_as_a_file() -> None:
+    server = {"host": "s", "user": "u", "pgpassSecretRef": {"name": "p"}}
+    encrypted = {"encryption": {"ageRecipients": ["age1" + "q" * 58]}}
+    with pytest.raises(InvalidSpec, match=r"restoreDrill\.identitySecretRef is required"):
+        parse_drill({**encrypted, "restoreDrill": {"schedule": "@daily", "server": server}})
+    raw = {"schedule": "@daily", "server": server, "identitySecretRef": {"name": "age"}}
+    drill = parse_drill({**encrypted, "restoreDrill": raw})
+    assert drill is not None
+    assert (drill.identity_secret, drill.identity_key) == ("age", "identity")
+    s3 = ObjectTarget("s3", "b", "prod", None, "s3-creds")
+    owner = Owner("ns", "nightly", "u1", 1)
+    job = jobpods.drill_job(
+        owner, drill, Storage("", None, objects=s3), "img:1", "Never", "a.dump.zst.age", None
+    )
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["BACKUP_AGE_IDENTITY_FILE"] == f"{jobpods.IDENTITY_DIR}/identity"
+    assert (env["BACKUP_STORAGE_KIND"], env["BACKUP_PREFIX"]) == ("s3", "nightly")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["age-identity"]["secret"]["items"] == [{"key": "identity", "path": "identity"}]
+    assert "backup" not in volumes
+    assert all("valueFrom" not in e for e in container["env"])
+    # a plain backup's drill has no identity to mount
+    plain = parse_drill({"restoreDrill": {"schedule": "@daily", "server": server}})
+    assert plain is not None
+    job = jobpods.drill_job(owner, plain, Storage("backups", None), "i", "Never", "a.dump", None)
+    assert "age-identity" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_drill_and_restore_pods_of_a_web_identity_bucket_carry_its_token_and_run_as_default() -> (
+    None
+):
+    role = "arn:aws:iam::123456789012:role/learnops"
+    target = ObjectTarget("s3", "b", "prod", None, None, role_arn=role)
+    storage = Storage("", None, "nightly", target)
+    drill = parse_drill({"restoreDrill": {"afterEveryBackup": True, "server": {
+        "urlSecretRef": {"name": "s"}}}})  # fmt: skip
+    assert drill is not None
+    owner = Owner("ns", "nightly", "u1", 1)
+    cronjob = jobpods.drill_cronjob(owner, drill, storage, "i", "Never", "Etc/UTC", False, None)
+    pods = [
+        jobpods.drill_job(owner, drill, storage, "i", "Never", "a.dump", None),
+        cronjob["spec"]["jobTemplate"],
+        jobpods.restore_job("ns", "r", "u", 1, parse_restore(_restore_spec()), storage, "i"),
+    ]
+    for pod in (p["spec"]["template"]["spec"] for p in pods):
+        env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+        assert env["BACKUP_S3_ROLE_ARN"] == role
+        assert env["BACKUP_S3_WEB_IDENTITY_TOKEN_FILE"] == f"{builders.WEB_IDENTITY_DIR}/token"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        [source] = volumes["web-identity"]["projected"]["sources"]
+        assert source["serviceAccountToken"]["audience"] == "sts.amazonaws.com"
+        assert source["serviceAccountToken"]["path"] == "token"
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (
+            "default",
+            False,
+        )
 
 
 def _plugin_args(*argv: str) -> argparse.Namespace:
