@@ -4,8 +4,10 @@ SeaweedFS runs as a pod of the kind cluster (tests/harness/pods3.py); the operat
 Job backs up the PostgreSQL pod into its bucket, encrypted with age, with the S3 keys from a
 Secret mounted as files. The object is listed in the bucket from this host, then the runbook's
 restore-from-bucket Job (docs/runbook.md, site values replaced) restores it into an empty
-database in another pod. The PostgreSQL canary password, the S3 secret key and the age identity
-appear in no pod spec, Event, status or log.
+database in another pod. An encrypted bucket backup drilled after every backup (the drill pod
+streams it from the bucket, decrypts it with the identity Secret mounted as a file) becomes
+Restorable. The PostgreSQL canary passwords, the S3 secret key and the age identity appear in no
+pod spec, Event, status or log.
 
 The static bridge network of the locally assembled kind node enforces no NetworkPolicy, so the
 chart's egress rule for the endpoint is checked by the chart tests, not here (docs/dump.md).
@@ -188,3 +190,93 @@ def test_a_backup_pod_uploads_an_encrypted_dump_to_s3_that_a_restore_pod_restore
         if key.endswith(".json"):
             text = pod_s3.read(bucket, key).decode()
             assert not [n for n in [*needles, age.recipient] if n in text]
+
+
+def test_an_encrypted_bucket_backup_drilled_after_every_backup_becomes_restorable(
+    backup_ns: Namespace,
+    operator: OperatorProcess,
+    scratch_cluster: PodPostgres,
+    pod_s3: PodS3,
+    canary_db: tuple[Conn, str],
+    tmp_path: Path,
+) -> None:
+    conn, canary = canary_db
+    bucket = f"e2e-{secrets.token_hex(4)}"
+    pod_s3.create_bucket(bucket)
+    pod_s3.credentials_secret(backup_ns.name, "drill-s3")
+    age = make_age_key(tmp_path / "age")
+    backup_ns.kubectl(
+        "create", "secret", "generic", "drill-age", f"--from-file=identity={age.identity}"
+    )  # fmt: skip
+    drill_password = f"canary-{secrets.token_hex(8)}"
+    role = scratch_cluster.create_user(f"drill_{secrets.token_hex(4)}", drill_password)
+    with scratch_cluster.connect() as c:
+        c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(role.user)))
+    scratch = scratch_cluster.in_cluster(role)
+    backup_ns.kubectl(
+        "create", "secret", "generic", "scratch-pgpass", "--from-file=pgpass=/dev/stdin",
+        input=f"{scratch.host}:{scratch.port}:*:{scratch.user}:{drill_password}\n",
+    )  # fmt: skip
+    s3 = {
+        "bucket": bucket,
+        "prefix": PREFIX,
+        "endpoint": pod_s3.endpoint,
+        "forcePathStyle": True,
+        "region": "us-east-1",
+        "credentialsSecretRef": {"name": "drill-s3"},
+    }
+    drill = {
+        "afterEveryBackup": True,
+        "server": {
+            "host": scratch.host,
+            "port": scratch.port,
+            "user": scratch.user,
+            "sslMode": "disable",
+            "pgpassSecretRef": {"name": "scratch-pgpass"},
+        },
+        "identitySecretRef": {"name": "drill-age"},
+        "assertions": [{"name": "five courses", "sql": "SELECT count(*) = 5 FROM courses"}],
+        "timeoutSeconds": 180,
+    }
+    backup_ns.declare_backup(
+        conn, canary, "drilled", storage={"s3": s3},
+        encryption={"ageRecipients": [age.recipient]}, restoreDrill=drill,
+    )  # fmt: skip
+
+    st = backup_ns.run_now("drilled", "e2e-s3-drill", timeout=180)
+    assert st["lastResult"] == "Succeeded", st
+    artifact = st["lastSuccessfulBackup"]["artifact"]
+    assert artifact.endswith(".dump.zst.age")
+    cond = wait_for(
+        lambda: (
+            (c := backup_ns.condition("drilled", "Restorable")).get("status") in ("True", "False")
+            and c
+        ),
+        240,
+        "Restorable from the after-backup drill",
+    )
+    logs = backup_ns.kubectl("logs", "-l", "app.kubernetes.io/component=drill", check=False)
+    assert (cond["status"], cond["reason"]) == ("True", "DrillPassed"), (cond, logs[-3000:])
+    verified = backup_ns.status("drilled")["lastVerifiedRestore"]
+    assert verified["artifact"] == artifact
+    assert verified["checksPassed"] == [
+        "checksum", "restored", "tablesExist", "rowCounts", "assertion:five courses",
+    ]  # fmt: skip
+    [job] = backup_ns.items("jobs", "app.kubernetes.io/component=drill")
+    assert job["metadata"]["labels"]["learnops.io/trigger"] == "after-backup"
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert not [v for v in volumes if "persistentVolumeClaim" in v]
+    assert {"storage-credentials", "age-identity"} <= {v["name"] for v in volumes}
+    with scratch_cluster.connect() as c:
+        left = c.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'learnops\\_drill\\_%'"
+        )
+        assert left.fetchall() == []
+
+    needles = [canary, drill_password, pod_s3.secret, age.secret_line]
+    written = backup_ns.kubectl("get", "databasebackups,cronjobs,jobs,events", "-o", "json")
+    assert not [n for n in needles if n in written]
+    assert not [n for n in needles if n in operator.logs()]
+    for pod in json.loads(backup_ns.kubectl("get", "pods", "-o", "json"))["items"]:
+        logs = backup_ns.kubectl("logs", pod["metadata"]["name"], "--all-containers", check=False)
+        assert not [n for n in needles if n in logs], pod["metadata"]["name"]
