@@ -9,19 +9,34 @@ All traffic stays on loopback: the daemon has no bridge, containers use the host
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parent
 BASE_SCRIPT = HARNESS / "make-base-image.sh"
 DOCKERD_LOG = Path("/tmp/learnops-dockerd.log")
+# One lock file per image tag: two test processes building one tag (the suite and a command
+# beside it) take turns, so the second build is a layer-cache hit instead of the same work twice.
+BUILD_LOCKS = Path(tempfile.gettempdir()) / "learnops-build-locks"
 RUNTIME_UID = 65532
+
+
+@contextlib.contextmanager
+def _build_lock(tag: str) -> Iterator[None]:
+    BUILD_LOCKS.mkdir(exist_ok=True)
+    path = BUILD_LOCKS / hashlib.sha256(tag.encode()).hexdigest()[:16]
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if we are killed
+        yield
 
 
 class EngineUnavailable(RuntimeError):
@@ -44,10 +59,11 @@ def ensure_dockerd(timeout: float = 60.0) -> None:
             "no running Docker and cannot start dockerd (need root + docker.io)"
         )
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(
-            [dockerd, "--bridge=none", "--iptables=false", "--ip6tables=false"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+        # `setsid -f` forks dockerd off in its own session and returns at once: the daemon
+        # outlives this process, and no Popen of ours is left to warn about a running child.
+        subprocess.run(
+            ["setsid", "-f", dockerd, "--bridge=none", "--iptables=false", "--ip6tables=false"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=True,
         )  # fmt: skip
     deadline = time.monotonic() + timeout
     while not docker_ready():
@@ -85,7 +101,10 @@ class Engine:
         argv = ["docker", "build", "--network", "host", "-f", str(dockerfile), "-t", tag]
         for key, value in args.items():
             argv += ["--build-arg", f"{key}={value}"]
-        built = subprocess.run([*argv, str(context)], capture_output=True, text=True, check=False)
+        with _build_lock(tag):
+            built = subprocess.run(
+                [*argv, str(context)], capture_output=True, text=True, check=False
+            )
         if built.returncode != 0:
             raise RuntimeError(
                 f"docker build {tag} failed:\n{built.stdout[-4000:]}{built.stderr[-4000:]}"

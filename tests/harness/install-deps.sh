@@ -11,8 +11,9 @@ cache=${LEARNOPS_CACHE:-$HOME/.cache/learnops}
 HELM_VERSION=v3.22.0
 KIND_VERSION=v0.33.0
 # prometheus: its promtool evaluates the chart's alert rules on real series in the tests.
+# age: the host-side tests make age identities and decrypt artifacts (the dump image has its own).
 APT_PACKAGES=(postgresql postgresql-contrib docker.io debootstrap openssl zstd lz4 pigz
-  ca-certificates git make procps iproute2 gcc libc6-dev prometheus)
+  ca-certificates git make procps iproute2 gcc libc6-dev prometheus age)
 
 step() { printf '==> %s\n' "$*" >&2; }
 
