@@ -39,14 +39,23 @@ WORKER_MAJOR_TESTS = tests/postgres/test_ground_postgres.py $(wildcard tests/pos
 worker_major_pytest = env LEARNOPS_PG_MAJOR=$(1) $(PYTEST) -q -p no:cacheprovider \
   -k 'not soak and not chaos' $(WORKER_MAJOR_TESTS)
 
-# The suite (on $(TEST_WORKERS) xdist workers if set) and, beside it, the worker's tests on each of
-# $(WORKER_MAJORS) (their output follows the suite's); fails if any fails; Ctrl-C or SIGTERM
-# stops all of them, each after its teardown (tests/harness/together.py).
+# Lanes: tiers that run in pytest processes of their own, beside the rest of the suite. Each
+# lane has its own session fixtures (the kind cluster lives in the e2e lane, the control plane
+# in the main one) and ends them when its tiers are done. The e2e tier mostly waits for pods
+# (20-50 % of the 2 cores busy), so side by side the run takes little more than its longest
+# lane. PYTEST_ARGS or TEST_WORKERS turn the lanes off unless LANES is given too.
+LANES ?= $(if $(PYTEST_ARGS)$(filter-out 0,$(TEST_WORKERS)),,tests/e2e tests/postgres)
+lane_pytest = $(PYTEST) -m 'not bench' -p no:cacheprovider --durations=15 $(1)
+
+# The suite (on $(TEST_WORKERS) xdist workers if set) and, beside it, each of $(LANES) and the
+# worker's tests on each of $(WORKER_MAJORS) (their output follows the suite's); fails if any
+# fails; Ctrl-C or SIGTERM stops all of them, each after its teardown (tests/harness/together.py).
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 test: deps lint ## the whole suite except benchmarks (what CI runs)
 	$(UV) run --frozen python -m tests.harness.together \
+	  $(foreach lane,$(LANES),--beside "$(lane)=$(call lane_pytest,$(lane))") \
 	  $(foreach major,$(WORKER_MAJORS),--beside "PostgreSQL-$(major)=$(call worker_major_pytest,$(major))") \
-	  -- $(PYTEST) -m "not bench" $(XDIST) --durations=15 $(PYTEST_ARGS)
+	  -- $(PYTEST) -m "not bench" $(XDIST) --durations=15 $(foreach lane,$(LANES),--ignore=$(lane)) $(PYTEST_ARGS)
 
 # One tier the way `make test` runs it, e.g. `make test-tier TIER=e2e` (no deps, lint or majors).
 TIER ?= unit

@@ -134,6 +134,18 @@ async def _keep_lease(elector: LeaseElector, stop: asyncio.Event, lost: asyncio.
             return
 
 
+async def ended(task: asyncio.Task[None]) -> None:
+    """Wait for a side task to end; its cancellation is an end too, its failure is raised.
+
+    kopf cancels the loop's other tasks when it shuts down (after 5 s), so the lease keeper may
+    end cancelled instead of returning; awaiting the task itself would then raise its
+    CancelledError here and skip the lease's release. Our own cancellation still propagates.
+    """
+    await asyncio.wait({task})
+    if not task.cancelled() and (failed := task.exception()) is not None:
+        raise failed
+
+
 PREFLIGHT_RETRY_SECONDS = (2.0, 5.0, 10.0, 30.0)
 """Waits between start-up checks while something is missing (then every 30 s)."""
 
@@ -195,7 +207,7 @@ async def run(ctx: Context) -> None:
             await _lead(ctx, stop, readiness)
         finally:
             stop.set()
-            await keeper
+            await ended(keeper)
             if not lost.is_set():
                 await asyncio.to_thread(elector.release)
         if lost.is_set():

@@ -1,5 +1,5 @@
 """A killed `make test` leaves nothing of ours running: no kind node container, no cluster, no
-process of the run (pytest's controller and workers, the commands beside it, kind, the reaper,
+process of the run (pytest's processes, the lanes and commands beside it, kind, the reaper,
 a PostgreSQL)."""
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def test_sigterm_to_make_test_deletes_the_kind_cluster_and_leaves_no_process(
     name = f"learnops-killed-{os.getpid()}"
     env = {**os.environ, "LEARNOPS_KIND_NAME": name, "CI": "true"}
     make = subprocess.Popen(
-        # the default run: the suite in one process, the worker's other-major runs beside it
-        ["make", "test", "PYTEST_ARGS=tests/e2e/test_ground_e2e.py -p no:cacheprovider"],
+        # the default run's shape: the e2e tier in a lane of its own (the kind cluster lives
+        # there), a short main suite, the worker's other-major runs beside them
+        ["make", "test", "LANES=tests/e2e/test_ground_e2e.py",
+         "PYTEST_ARGS=tests/unit/test_ground_together.py -p no:cacheprovider"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
