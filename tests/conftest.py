@@ -10,6 +10,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.harness import interrupts, parallel, tiers
 from tests.harness.containers import Engine, EngineUnavailable
-from tests.harness.kind import KindCluster
+from tests.harness.kind import KindCluster, log
 from tests.harness.kube import (
     PROVIDERS,
     KubeCluster,
@@ -25,6 +26,8 @@ from tests.harness.kube import (
     start_local,
 )
 from tests.harness.objectservers import ObjectServer
+from tests.harness.platform import IMAGES, Platform, build_image
+from tests.harness.podpostgres import NODEPORT, SCRATCH_NAMESPACE, SCRATCH_NODEPORT, PodPostgres
 from tests.harness.postgres import Conn, PgCluster, major_bindir, pg_bindir
 from tests.support import objects
 from tests.support.operator import Namespace, OperatorProcess, Operators, install_operator_rbac
@@ -146,6 +149,45 @@ def kind_cluster(container_engine: Engine) -> Iterator[tuple[KindCluster, KubeCl
     finally:
         kind.delete()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def e2e_images(container_engine: Engine) -> list[str]:
+    """Every image the e2e tier loads, built (tests that make a cluster of their own need only
+    these, not the session's cluster: under xdist they then run beside it)."""
+    t0 = time.monotonic()
+    try:
+        for tag, (dockerfile, context) in IMAGES.items():
+            build_image(container_engine, tag, dockerfile, context)
+    except RuntimeError as exc:
+        tiers.unavailable("e2e", f"images did not build: {exc}")
+    log(f"{len(IMAGES)} images built in {time.monotonic() - t0:.0f}s")
+    return list(IMAGES)
+
+
+@pytest.fixture(scope="session")
+def platform(kind_cluster: tuple[KindCluster, KubeCluster], e2e_images: list[str]) -> Platform:
+    """The kind cluster with our images on its node and PostgreSQL running as a pod (the e2e
+    tier and the kind bench; tests/support/kind_tier.py gives it the other tiers' fixture names)."""
+    kind, kube = kind_cluster
+    t0 = time.monotonic()
+    kind.load(*e2e_images)
+    log(f"{len(e2e_images)} images loaded in {time.monotonic() - t0:.0f}s")
+    kind.wait_system(kube)
+    pg = PodPostgres(kube, kind.host_ports[NODEPORT]).start()
+    log("PostgreSQL pod answering")
+    return Platform(kind, kube, pg)
+
+
+@pytest.fixture(scope="session")
+def scratch_pod(platform: Platform) -> PodPostgres:
+    """A second PostgreSQL pod (its own initdb, so another system identifier and another
+    Service name): restore targets and drill scratch servers live here. Started only when a
+    test asks for it; it goes with the cluster."""
+    port = platform.kind.host_ports[SCRATCH_NODEPORT]
+    pg = PodPostgres(platform.kube, port, SCRATCH_NAMESPACE, SCRATCH_NODEPORT).start()
+    log("second PostgreSQL pod answering")
+    return pg
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The e2e tier runs on real pods: a kind cluster (one per session), our images loaded with
-`kind load`, and PostgreSQL as a pod. The fixtures the other tiers define for the local control
-plane and the host's PostgreSQL (`kube_cluster`, `operator_kubeconfig`, `pg_cluster`, `pg_db`)
-are redefined here on top of that platform, so the e2e tests read like the others.
+`kind load`, and PostgreSQL as a pod (`platform`, tests/conftest.py). The fixtures the other
+tiers define for the local control plane and the host's PostgreSQL (`kube_cluster`,
+`operator_kubeconfig`, `pg_cluster`, `scratch_cluster`) are taken from tests/support/kind_tier.py,
+which defines them on top of that platform, and `pg_db` is redefined here, so the e2e tests read
+like the others.
 """
 
 from __future__ import annotations
@@ -17,22 +19,28 @@ import pytest
 
 from tests.harness import tiers
 from tests.harness.containers import Engine
-from tests.harness.kind import KindCluster, log
-from tests.harness.kube import KubeCluster
+from tests.harness.kind import log
 from tests.harness.objectservers import ServerUnavailable
-from tests.harness.platform import IMAGES, SCENARIO_IMAGE, Platform, build_image
-from tests.harness.podpostgres import NODEPORT, SCRATCH_NAMESPACE, SCRATCH_NODEPORT, PodPostgres
+from tests.harness.platform import SCENARIO_IMAGE, Platform
+from tests.harness.podpostgres import PodPostgres
 from tests.harness.pods3 import IMAGE as S3_IMAGE
 from tests.harness.pods3 import NODEPORT as S3_NODEPORT
 from tests.harness.pods3 import PodS3
 from tests.harness.pods3 import build_image as build_s3_image
 from tests.harness.postgres import Conn
-from tests.support.operator import OperatorProcess, Operators, install_operator_rbac
+from tests.support import kind_tier
+from tests.support.operator import OperatorProcess, Operators
 
 REPO = Path(__file__).resolve().parents[2]
 # pytest-timeout counts fixture setup: the first e2e test also pays for the platform (a cold
 # node image, image builds, the cluster, PostgreSQL), the demo test for a cluster of its own.
 E2E_TIMEOUT_SECONDS = 1800
+
+# The other tiers' fixture names, on the kind platform.
+kube_cluster = kind_tier.kube_cluster
+operator_kubeconfig = kind_tier.operator_kubeconfig
+pg_cluster = kind_tier.pg_cluster
+scratch_cluster = kind_tier.scratch_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,33 +48,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # a conftest's collection hook sees every item of the session, not only this folder's
         if item.nodeid.startswith("tests/e2e/") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_SECONDS))
-
-
-@pytest.fixture(scope="session")
-def e2e_images(container_engine: Engine) -> list[str]:
-    """Every image the e2e tier loads, built (tests that make a cluster of their own need only
-    these, not the session's cluster: under xdist they then run beside it)."""
-    t0 = time.monotonic()
-    try:
-        for tag, (dockerfile, context) in IMAGES.items():
-            build_image(container_engine, tag, dockerfile, context)
-    except RuntimeError as exc:
-        tiers.unavailable("e2e", f"images did not build: {exc}")
-    log(f"{len(IMAGES)} images built in {time.monotonic() - t0:.0f}s")
-    return list(IMAGES)
-
-
-@pytest.fixture(scope="session")
-def platform(kind_cluster: tuple[KindCluster, KubeCluster], e2e_images: list[str]) -> Platform:
-    """The kind cluster with our images on its node and PostgreSQL running as a pod."""
-    kind, kube = kind_cluster
-    t0 = time.monotonic()
-    kind.load(*e2e_images)
-    log(f"{len(e2e_images)} images loaded in {time.monotonic() - t0:.0f}s")
-    kind.wait_system(kube)
-    pg = PodPostgres(kube, kind.host_ports[NODEPORT]).start()
-    log("PostgreSQL pod answering")
-    return Platform(kind, kube, pg)
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +65,6 @@ def pod_s3(platform: Platform, container_engine: Engine) -> PodS3:
     return s3
 
 
-@pytest.fixture(scope="session")
-def kube_cluster(platform: Platform) -> KubeCluster:
-    return platform.kube
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(kube_cluster: KubeCluster) -> Path:
-    return install_operator_rbac(kube_cluster)
-
-
 @pytest.fixture(scope="module")
 def scenario_operator(
     operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
@@ -105,22 +76,6 @@ def scenario_operator(
         yield ops.start(f"--dump-image={SCENARIO_IMAGE}")
     finally:
         ops.stop_all()
-
-
-@pytest.fixture(scope="session")
-def pg_cluster(platform: Platform) -> PodPostgres:
-    return platform.pg
-
-
-@pytest.fixture(scope="session")
-def scratch_cluster(platform: Platform) -> PodPostgres:
-    """A second PostgreSQL pod (its own initdb, so another system identifier and another
-    Service name): restore targets and drill scratch servers live here. Started only when a
-    test asks for it; it goes with the cluster."""
-    port = platform.kind.host_ports[SCRATCH_NODEPORT]
-    pg = PodPostgres(platform.kube, port, SCRATCH_NAMESPACE, SCRATCH_NODEPORT).start()
-    log("second PostgreSQL pod answering")
-    return pg
 
 
 @pytest.fixture

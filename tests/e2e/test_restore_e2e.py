@@ -19,7 +19,8 @@ from tests.harness.platform import Platform
 from tests.harness.podpostgres import PodPostgres
 from tests.harness.postgres import Conn
 from tests.harness.wait import wait_for
-from tests.support.operator import DUMP_IMAGE, Namespace, OperatorProcess
+from tests.support import restores
+from tests.support.operator import Namespace, OperatorProcess
 from tests.support.ship import render
 
 TABLES = ("courses", "tasks", "submissions")
@@ -47,79 +48,11 @@ def _fingerprint(server: PodPostgres, conn: Conn) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _role(
-    server: PodPostgres, prefix: str, *, createdb: bool = True, read_all: bool = False
-) -> Conn:
-    """A login role with a canary password (host-side connection)."""
-    conn = server.create_user(f"{prefix}_{secrets.token_hex(4)}", f"canary-{secrets.token_hex(8)}")
-    with server.connect() as c:
-        if createdb:
-            c.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(conn.user)))
-        if read_all:
-            c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(conn.user)))
-    return conn
-
-
-def _pgpass_secret(ns: Namespace, name: str, conn: Conn, dbname: str = "*") -> None:
-    line = f"{conn.host}:{conn.port}:{dbname}:{conn.user}:{conn.password}\n"
-    ns.kubectl("create", "secret", "generic", name, "--from-file=pgpass=/dev/stdin", input=line)
-
-
 def _url_secret(ns: Namespace, name: str, conn: Conn) -> None:
     url = f"postgresql://{conn.user}:{conn.password}@{conn.host}:{conn.port}/postgres"
     ns.kubectl(
         "create", "secret", "generic", name, "--from-file=DATABASE_URL=/dev/stdin", input=url
     )
-
-
-def _server(conn: Conn, secret: str) -> dict[str, Any]:
-    return {
-        "host": conn.host,
-        "port": conn.port,
-        "user": conn.user,
-        "sslMode": "disable",
-        "pgpassSecretRef": {"name": secret},
-    }
-
-
-def _backed_up(
-    ns: Namespace, pg_cluster: PodPostgres, pg_db: Conn, token: str, **spec: Any
-) -> tuple[Conn, dict[str, Any]]:
-    """A DatabaseBackup `nightly` of pg_db by a read-only role, run once; (role, status)."""
-    source = pg_cluster.in_cluster(
-        _role(pg_cluster, "backup", createdb=False, read_all=True).with_db(pg_db.dbname)
-    )
-    ns.declare_backup(source, source.password, "nightly", **spec)
-    st = ns.run_now("nightly", token, timeout=180)
-    assert st["lastResult"] == "Succeeded", st
-    return source, st
-
-
-def _restore(ns: Namespace, name: str, target: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    ns.apply(
-        {
-            "apiVersion": "learnops.io/v1alpha1",
-            "kind": "DatabaseRestore",
-            "metadata": {"name": name},
-            "spec": {
-                "source": {"backupRef": {"name": "nightly"}},
-                "target": target,
-                "image": DUMP_IMAGE,
-                "imagePullPolicy": "Never",
-                **spec,
-            },
-        }
-    )
-    st: dict[str, Any] = wait_for(
-        lambda: (
-            (s := ((ns.get("dbr", name) or {}).get("status") or {})).get("phase")
-            in ("Succeeded", "Failed")
-            and s
-        ),
-        180,
-        f"DatabaseRestore {name} to finish",
-    )
-    return st
 
 
 def _no_drill_databases_left(server: PodPostgres) -> None:
@@ -135,11 +68,11 @@ def test_a_real_backup_restores_into_a_new_database_on_a_second_postgresql_table
     pg_db: Conn,
     scratch_cluster: PodPostgres,
 ) -> None:
-    source, done = _backed_up(backup_ns, pg_cluster, pg_db, "e2e-restore")
+    source, done = restores.backed_up(backup_ns, pg_cluster, pg_db, "e2e-restore")
     with scratch_cluster.connect() as c, pg_cluster.connect() as s:
         ids = "SELECT system_identifier FROM pg_control_system()"
         assert c.execute(ids).fetchone() != s.execute(ids).fetchone()
-    restorer = _role(scratch_cluster, "restorer")
+    restorer = restores.role(scratch_cluster, "restorer")
     _url_secret(backup_ns, "restore-url", scratch_cluster.in_cluster(restorer))
     target = {
         "urlSecretRef": {"name": "restore-url"},
@@ -147,7 +80,7 @@ def test_a_real_backup_restores_into_a_new_database_on_a_second_postgresql_table
         "dbname": "learnops_restored",
         "policy": "create",
     }
-    st = _restore(backup_ns, "copy", target, options={"noOwner": True})
+    st = restores.restore(backup_ns, "copy", target, options={"noOwner": True})
     assert st["phase"] == "Succeeded", st
     assert st["artifact"] == done["lastSuccessfulBackup"]["artifact"]
     assert st["sha256"] == done["lastSuccessfulBackup"]["sha256"]
@@ -175,15 +108,17 @@ def test_a_restore_into_a_non_empty_database_is_refused_and_leaves_it_untouched(
     pg_db: Conn,
     scratch_cluster: PodPostgres,
 ) -> None:
-    _backed_up(backup_ns, pg_cluster, pg_db, "e2e-refuse")
+    restores.backed_up(backup_ns, pg_cluster, pg_db, "e2e-refuse")
     busy = f"busy_{secrets.token_hex(3)}"
     scratch_cluster.create_database(busy)  # holds the sample tables already
     with scratch_cluster.connect(scratch_cluster.admin.with_db(busy)) as c:
         c.execute("INSERT INTO courses (title) VALUES ('only here')")
     before = _fingerprint(scratch_cluster, scratch_cluster.admin.with_db(busy))
     admin = scratch_cluster.in_cluster(scratch_cluster.admin)
-    _pgpass_secret(backup_ns, "restore-pgpass", admin)
-    st = _restore(backup_ns, "into-busy", {**_server(admin, "restore-pgpass"), "dbname": busy})
+    restores.pgpass_secret(backup_ns, "restore-pgpass", admin)
+    st = restores.restore(
+        backup_ns, "into-busy", {**restores.server(admin, "restore-pgpass"), "dbname": busy}
+    )
     assert (st["phase"], st["reason"]) == ("Failed", "TargetNotEmpty"), st
     assert "policy ifEmpty restores only into an empty database" in st["message"]
     assert _fingerprint(scratch_cluster, scratch_cluster.admin.with_db(busy)) == before
@@ -194,16 +129,16 @@ def test_a_restore_into_a_non_empty_database_is_refused_and_leaves_it_untouched(
 def _drilled_backup(
     ns: Namespace, pg_cluster: PodPostgres, pg_db: Conn, scratch_cluster: PodPostgres
 ) -> dict[str, Any]:
-    drill_role = scratch_cluster.in_cluster(_role(scratch_cluster, "drill"))
-    _pgpass_secret(ns, "scratch-pgpass", drill_role)
+    drill_role = scratch_cluster.in_cluster(restores.role(scratch_cluster, "drill"))
+    restores.pgpass_secret(ns, "scratch-pgpass", drill_role)
     drill = {
         "schedule": "* * * * *",
-        "server": _server(drill_role, "scratch-pgpass"),
+        "server": restores.server(drill_role, "scratch-pgpass"),
         "assertions": [{"name": "five courses", "sql": "SELECT count(*) = 5 FROM courses"}],
         "verificationWindowSeconds": 600,
         "timeoutSeconds": 120,
     }
-    return _backed_up(ns, pg_cluster, pg_db, "e2e-drill", restoreDrill=drill)[1]
+    return restores.backed_up(ns, pg_cluster, pg_db, "e2e-drill", restoreDrill=drill)[1]
 
 
 def _restorable(ns: Namespace, value: str, reason: str | None = None) -> dict[str, Any]:
