@@ -253,6 +253,7 @@ def test_restore_through_a_database_restore_pod_vs_a_bare_pg_restore_pod(
     size = pg.database_size(source_db)
     _, custom = restores.backed_up(ns, pg, conn, "bench-custom", timeout=WATCH_SECONDS)
     made = custom["lastSuccessfulBackup"]
+    assert made["artifact"].endswith(".dump.zst"), made  # what BARE_SCRIPT decompresses
     restorer = scratch_pod.in_cluster(restores.role(scratch_pod, "restorer"))
     restores.pgpass_secret(ns, "restore-pgpass", restorer)
     load = os.getloadavg()
