@@ -103,15 +103,16 @@ class PeakMemory:
             )  # fmt: skip
         if not uid:
             return
-        self._proc = subprocess.Popen(
+        with subprocess.Popen(
             ["docker", "exec", "-i", self.platform.kind.node, "bash", "-c", PEAK_SCRIPT, "peak",
              uid, uid.replace("-", "_")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            if line.strip().isdigit():
-                self.peak = max(self.peak or 0, int(line))
+        ) as proc:  # fmt: skip
+            self._proc = proc
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.strip().isdigit():
+                    self.peak = max(self.peak or 0, int(line))
 
     def stop(self) -> int | None:
         self._stopped.set()
