@@ -222,7 +222,9 @@ def test_a_corrupted_artifact_is_refused_before_anything_is_created(
         "create",
     )
     assert proc.returncode == 7
-    assert "sha256 differs from its manifest" in _summary(dump_world)["message"]
+    st = _summary(dump_world)
+    assert "sha256 differs from its manifest" in st["message"]
+    assert st["artifact"] == manifest["artifact"]  # `latest` resolved: the failure names it
     assert "corrupt" not in _databases(scratch_cluster)
 
 
@@ -360,6 +362,9 @@ def test_a_drill_of_a_corrupted_artifact_or_a_false_assertion_fails_and_leaves_n
     st = _summary(dump_world)
     assert (st["reason"], st.get("checksPassed")) == ("VerificationError", None)
     assert "sha256 differs from its manifest" in st["message"]
+    # `latest` resolved before the check failed: the failure names the artifact it failed on
+    # (the operator's lastFailedDrill.artifact of a scheduled drill comes from here)
+    assert st["artifact"] == manifest["artifact"]
     assert not _scratch_left(scratch_cluster)
 
 

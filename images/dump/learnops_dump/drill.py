@@ -92,11 +92,8 @@ def drill(settings: Settings, request: DrillRequest) -> int:
 
 
 def _drill(settings: Settings, sup: Supervisor, request: DrillRequest, summary: RunSummary) -> None:
-    source = open_source(settings, sup, request.artifact, force=False)
+    source = open_source(settings, sup, request.artifact, force=False, summary=summary)
     name, manifest = source.name, source.manifest
-    summary.artifact = name
-    if (location := source.location()) is not None:
-        summary.extra["location"] = location
     if manifest is None or manifest.get("status") != "ok" or not manifest.get("sha256"):
         raise ConfigError(f"{name}: no successful manifest beside it")
     summary.sha256, summary.size = manifest.get("sha256"), manifest.get("sizeBytes")

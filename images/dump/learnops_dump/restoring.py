@@ -93,7 +93,7 @@ def restore(settings: Settings, request: RestoreRequest) -> int:
 def _restore(
     settings: Settings, sup: Supervisor, request: RestoreRequest, summary: RunSummary
 ) -> None:
-    source = open_source(settings, sup, request.artifact, force=request.force)
+    source = open_source(settings, sup, request.artifact, force=request.force, summary=summary)
     artifact, manifest, bucket = source.artifact, source.manifest, source.bucket
     roles = None
     if request.with_globals:
@@ -103,10 +103,7 @@ def _restore(
             )
         roles = Artifact.of(globals_path(artifact))
         check_manifest(sup, roles, force=False)  # nothing unvouched runs as the superuser
-    summary.artifact = artifact.path.name
     summary.extra["format"] = artifact.format.value
-    if (location := source.location()) is not None:
-        summary.extra["location"] = location
     summary.sha256 = (manifest or {}).get("sha256") if manifest else None
     summary.size = (manifest or {}).get("sizeBytes") if manifest else None
     clients = installed_clients(settings.client_dirs)

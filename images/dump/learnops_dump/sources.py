@@ -19,6 +19,7 @@ from .buckets import StorageKind
 from .commands import remote_artifact
 from .encryption import decrypt_argv
 from .errors import ConfigError
+from .outcome import RunSummary
 from .procs import Supervisor
 from .settings import Settings
 from .storage import read_json_at
@@ -45,10 +46,6 @@ class Source:
     def name(self) -> str:
         return self.artifact.path.name
 
-    def location(self) -> dict[str, str] | None:
-        """Where the object lives (bucket, key; no credentials), None for a PVC file."""
-        return None if self.bucket is None else self.bucket.location(self.name)
-
 
 def resolve(storage_root: Path, prefix: str, name: str) -> Artifact:
     """The artifact in a PVC; `latest` reads `<prefix>.latest.json`."""
@@ -69,15 +66,21 @@ def resolve(storage_root: Path, prefix: str, name: str) -> Artifact:
     return artifact
 
 
-def open_source(settings: Settings, sup: Supervisor, name: str, *, force: bool) -> Source:
+def open_source(
+    settings: Settings, sup: Supervisor, name: str, *, force: bool, summary: RunSummary
+) -> Source:
     """The artifact (a name or `latest`) and its checked manifest, from the configured storage.
-    An encrypted artifact without an identity file is refused here, before any target is
-    touched."""
+    The summary names the artifact (and the object's location) as soon as it is resolved, so a
+    failed check still says which artifact failed it. An encrypted artifact without an identity
+    file is refused here, before any target is touched."""
     if settings.storage_kind is StorageKind.PVC:
         artifact = resolve(settings.require_storage_root(), settings.prefix, name)
+        summary.artifact = artifact.path.name
         source = Source(artifact, check_manifest(sup, artifact, force=force))
     else:
         bucket, key, manifest = remote_artifact(settings, name)
+        summary.artifact = Path(key).name
+        summary.extra["location"] = bucket.location(Path(key).name)
         checked = check_stored_manifest(key, manifest, force=force)
         source = Source(Artifact.of(Path(key)), checked, bucket)
     if source.artifact.encrypted:
