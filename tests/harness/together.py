@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class Command:
     proc: subprocess.Popen[bytes] | None = None
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    _watcher: threading.Thread = field(init=False, repr=False)
 
     def start(self) -> None:
         self.started = time.monotonic()
@@ -44,11 +46,20 @@ class Command:
             stdout=self.log,
             stderr=subprocess.STDOUT if self.log else None,
         )
+        # a watcher notes when the command really ended: a command beside MAIN is only waited
+        # for after MAIN, and its reported time must be its own
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        assert self.proc is not None
+        self.proc.wait()
+        self.seconds = time.monotonic() - self.started
 
     def wait(self) -> int:
         assert self.proc is not None
         code = self.proc.wait()
-        self.seconds = time.monotonic() - self.started
+        self._watcher.join()
         return code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
 
 

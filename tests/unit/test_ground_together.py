@@ -62,3 +62,13 @@ def test_sigterm_reaches_every_command_and_the_run_waits_for_their_ends(tmp_path
     for name in ("main", "side"):
         assert (tmp_path / f"{name}.signal").read_text() == str(int(signal.SIGTERM))
         assert (tmp_path / f"{name}.ended").exists()
+
+
+def test_each_command_reports_its_own_time_not_the_time_it_was_waited_for() -> None:
+    # the side command ends at once; MAIN takes 3 s: the side's time must not be MAIN's
+    run = together("--beside", f"side={PY} -c pass", "--", PY, "-c", "import time; time.sleep(3)")
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out
+    summary = out[out.rindex("[together]") :]
+    assert "main: exit 0 in 0 min 3 s" in summary, summary
+    assert "side: exit 0 in 0 min 0 s" in summary, summary
