@@ -172,11 +172,7 @@ class KindCluster:
 
     def delete(self) -> None:
         if self._kind is not None:
-            subprocess.run(
-                [str(self._kind), "delete", "cluster", "--name", self.name,
-                 f"--kubeconfig={self.kubeconfig}"],
-                capture_output=True, check=False,
-            )  # fmt: skip
+            remove_cluster(self._kind, self.name, self.kubeconfig)
         if self._reaper is not None and self._reaper.stdin is not None:
             self._reaper.stdin.write(b"done\n")
             self._reaper.stdin.close()
@@ -189,6 +185,26 @@ class KindCluster:
             [sys.executable, "-m", "tests.harness.reaper", str(self._kind), self.name],
             stdin=subprocess.PIPE, start_new_session=True, cwd=HARNESS.parent.parent,
         )  # fmt: skip
+
+
+def remove_cluster(
+    kind: Path | str, name: str, kubeconfig: Path | None = None, patience: float = 30.0
+) -> list[str]:
+    """`kind delete cluster`, then remove any node container that survived it; returns what is
+    still left after `patience` seconds (nothing, normally).
+
+    An interrupt that cuts `kind create` short can leave the node container still being started
+    by dockerd while kind deletes: it then outlives `kind delete` and comes up afterwards (seen
+    once in the e2e tier's interrupt test). So we look again until it is really gone."""
+    argv = [str(kind), "delete", "cluster", "--name", name]
+    if kubeconfig is not None:
+        argv.append(f"--kubeconfig={kubeconfig}")
+    subprocess.run(argv, capture_output=True, check=False)
+    deadline = time.monotonic() + patience
+    while (left := leftovers(name)) and time.monotonic() < deadline:
+        _docker("rm", "--force", "--volumes", *left)
+        time.sleep(1)
+    return leftovers(name)
 
 
 def leftovers(name: str) -> list[str]:

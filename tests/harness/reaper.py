@@ -8,8 +8,9 @@ teardown, an OOM kill), and nobody else would delete the cluster.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
+
+from .kind import remove_cluster
 
 
 def main(argv: list[str]) -> int:
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
     said = sys.stdin.read()
     if "done" in said.split():
         return 0
-    subprocess.run([kind, "delete", "cluster", "--name", name], capture_output=True, check=False)
+    remove_cluster(kind, name)
     return 0
 
 
