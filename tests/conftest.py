@@ -140,6 +140,7 @@ def kind_cluster(container_engine: Engine) -> Iterator[tuple[KindCluster, KubeCl
         tiers.unavailable("e2e", "no kind binary on PATH (run `make deps`)")
     workdir = Path(tempfile.mkdtemp(prefix="learnops-kind-"))
     kind = KindCluster(workdir)
+    kube: KubeCluster | None = None
     try:
         try:
             kube = kind.create()
@@ -148,6 +149,8 @@ def kind_cluster(container_engine: Engine) -> Iterator[tuple[KindCluster, KubeCl
         yield kind, kube
     finally:
         kind.delete()
+        if kube is not None:
+            kube.close()  # its per-user kubeconfigs (learnops-kubecfg-*)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -114,6 +114,7 @@ def start_cluster(stack: contextlib.ExitStack, work: Path) -> tuple[KindCluster,
     stack.callback(_delete, kind)
     with progress("cluster start"):
         kube = kind.create(progress=note)
+    stack.callback(kube.close)  # its per-user kubeconfigs (learnops-kubecfg-*)
     note(f"kubeconfig: {kube.kubeconfig}")
     return kind, kube
 
