@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "learnops"
 WORKER = "app.kubernetes.io/component=learning-worker"
 JOBS = 12
-JOB_SECONDS = 8  # long enough to be caught mid-job
+JOB_SECONDS = 8
+# The pod that runs this one is the victim: far more time left than a loaded machine takes to
+# deliver the delete, so the kubelet's kill (2 s after SIGTERM) always lands mid-job.
+LONG_JOB_SECONDS = 30
 
 
 def _helm(kube: KubeCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -104,8 +107,8 @@ def test_a_worker_pod_force_deleted_mid_job_loses_no_job_and_completes_none_twic
     installed: str,
 ) -> None:
     db, _, url_file = worker_db
-    payload = json.dumps({"sleep": JOB_SECONDS})
-    for _ in range(JOBS):
+    for n in range(JOBS):
+        payload = json.dumps({"sleep": LONG_JOB_SECONDS if n == 0 else JOB_SECONDS})
         subprocess.run(
             ["learning-worker", "enqueue", "--kind", "record", "--payload", payload],
             env=_cli_env(url_file), check=True, capture_output=True,
