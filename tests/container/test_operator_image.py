@@ -39,6 +39,15 @@ def _get(url: str) -> tuple[int, str]:
         return resp.status, resp.read().decode()
 
 
+def _first_json_line(cid: str, deadline: float) -> str | None:
+    while True:
+        logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stderr
+        first = next((line for line in logs.splitlines() if line.startswith("{")), None)
+        if first is not None or time.monotonic() > deadline:
+            return first
+        time.sleep(0.5)
+
+
 def test_the_operator_image_serves_liveness_as_its_service_account(
     container_engine: Engine, operator_kubeconfig: Path, tmp_path: Path
 ) -> None:
@@ -80,8 +89,10 @@ def test_the_operator_image_serves_liveness_as_its_service_account(
             check=True,
         ).stdout.strip()
         assert user == f"{RUNTIME_UID}:{RUNTIME_UID}"
-        # JSON log lines, one object each.
-        first = next(line for line in logs.splitlines() if line.startswith("{"))
+        # JSON log lines, one object each. The first is logged after the API preflight, which a
+        # loaded machine can finish after /healthz answers, so read the logs until it is there.
+        first = _first_json_line(cid, deadline=time.monotonic() + 30)
+        assert first is not None, logs[-3000:]
         assert "event" in json.loads(first) or "message" in json.loads(first)
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
