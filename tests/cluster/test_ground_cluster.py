@@ -34,6 +34,18 @@ def test_a_configmap_round_trips_through_a_namespace(
     kube_cluster.kubectl("create", "configmap", "cm", "-n", namespace, "--from-literal=k=v")
     out = kube_cluster.kubectl("get", "configmap", "cm", "-n", namespace, "-o", "json").stdout
     assert json.loads(out)["data"] == {"k": "v"}
+    # the tests' in-process reads (KubeCluster.read) answer what kubectl answers
+    assert kube_cluster.read("configmap", "cm", namespace=namespace) == json.loads(out)
+    assert kube_cluster.read("configmap", "absent", namespace=namespace) is None
+    listed = kube_cluster.read("configmaps", namespace=namespace, selector="app=none")
+    assert listed is not None
+    assert listed["items"] == []
+    listed = kube_cluster.read("configmaps", namespace=namespace)
+    assert listed is not None
+    named = {item["metadata"]["name"]: item for item in listed["items"]}
+    assert named["cm"]["kind"] == "ConfigMap"
+    assert named["cm"]["apiVersion"] == "v1"
+    assert named["cm"]["data"] == {"k": "v"}
 
 
 def test_a_cronjob_scheduled_every_minute_produces_a_job(
@@ -42,10 +54,10 @@ def test_a_cronjob_scheduled_every_minute_produces_a_job(
     kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=CRONJOB)
 
     def job_exists() -> bool:
-        out = kube_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout
+        listed = kube_cluster.read("jobs", namespace=namespace) or {}
         return any(
             ref["name"] == "every-minute"
-            for item in json.loads(out)["items"]
+            for item in listed.get("items", [])
             for ref in item["metadata"].get("ownerReferences", [])
         )
 

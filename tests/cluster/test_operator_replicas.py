@@ -20,12 +20,10 @@ from tests.support.operator import (
 
 
 def _holder(ns: Namespace) -> str | None:
-    lease = ns.cluster.kubectl(
-        "get", "lease", "learnops-operator", "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
-    )
-    if lease.returncode != 0:
+    lease = ns.cluster.read("lease", "learnops-operator", namespace=OPERATOR_NAMESPACE)
+    if lease is None:
         return None
-    holder: str | None = json.loads(lease.stdout)["spec"].get("holderIdentity")
+    holder: str | None = lease["spec"].get("holderIdentity")
     return holder
 
 

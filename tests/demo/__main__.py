@@ -322,10 +322,10 @@ def _first_pod(kube: KubeCluster, component: str) -> str:
 
 
 def _condition(kube: KubeCluster, kind: str) -> str:
-    got = kube.kubectl("get", "dbb", "learning-nightly", "-n", APP_NS, "-o", "json", check=False)
-    if got.returncode != 0:
+    got = kube.read("dbb", "learning-nightly", namespace=APP_NS)
+    if got is None:
         return ""
-    return str(condition(json.loads(got.stdout).get("status"), kind).get("status", ""))
+    return str(condition(got.get("status"), kind).get("status", ""))
 
 
 def _base_env() -> dict[str, str]:

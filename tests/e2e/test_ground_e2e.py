@@ -52,9 +52,7 @@ def test_a_job_pod_runs_non_root_and_reports_its_termination_message(
     deadline = time.monotonic() + 90
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        job = json.loads(
-            kube_cluster.kubectl("get", "job", "hello", "-n", namespace, "-o", "json").stdout
-        )
+        job = kube_cluster.read("job", "hello", namespace=namespace) or {}
         if job.get("status", {}).get("succeeded") or job.get("status", {}).get("failed"):
             break
         time.sleep(0.5)

@@ -104,8 +104,8 @@ def test_the_runbooks_restore_job_restores_a_backup_made_into_a_subpath(
     name = job["metadata"]["name"]
 
     def finished() -> dict[str, Any] | None:
-        got = kube_cluster.kubectl("get", "job", name, "-n", namespace, "-o", "json").stdout
-        status: dict[str, Any] = json.loads(got).get("status", {})
+        got = kube_cluster.read("job", name, namespace=namespace) or {}
+        status: dict[str, Any] = got.get("status", {})
         return status if status.get("succeeded") or status.get("failed") else None
 
     status = wait_for(finished, 240, "the restore Job to finish", every=1)

@@ -89,8 +89,9 @@ def installed(
 
 def _pods(kube: KubeCluster, namespace: str) -> list[dict[str, Any]]:
     """The worker pods that are not being deleted."""
-    out = kube.kubectl("get", "pods", "-n", namespace, "-l", WORKER, "-o", "json").stdout
-    items: list[dict[str, Any]] = json.loads(out)["items"]
+    listed = kube.read("pods", namespace=namespace, selector=WORKER)
+    assert listed is not None
+    items: list[dict[str, Any]] = listed["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -171,10 +172,8 @@ def test_scaling_the_workers_past_four_is_clamped_and_at_most_four_pods_run(
     kube_cluster.kubectl("scale", "deployment", deploy, "-n", namespace, "--replicas=10")
 
     def replicas() -> int:
-        got = kube_cluster.kubectl(
-            "get", "deployment", deploy, "-n", namespace, "-o", "jsonpath={.spec.replicas}"
-        ).stdout
-        return int(got or -1)
+        got = kube_cluster.read("deployment", deploy, namespace=namespace)
+        return int(got["spec"]["replicas"]) if got else -1
 
     wait_for(lambda: replicas() == 4, 30, "the operator pod to clamp replicas to 4")
     kube_cluster.kubectl(

@@ -11,7 +11,6 @@ second Ctrl-C during teardown), the reaper deletes it.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -132,7 +131,7 @@ class KindCluster:
         wrapped.create(config_file)
         self.timings["kind create"] = time.monotonic() - t1
         kube = KubeCluster("kind", self.kubeconfig, kubectl_binary())
-        wait_for(lambda: _node_ready(kube), 180, "the kind node to be Ready")
+        wait_for(lambda: _node_ready(kube, self.node), 180, "the kind node to be Ready")
         self.timings["node ready"] = time.monotonic() - t1
         progress(f"node Ready {self.timings['node ready']:.0f}s after kind create started")
         return kube
@@ -213,14 +212,9 @@ def leftovers(name: str) -> list[str]:
     return out.stdout.split()
 
 
-def _node_ready(kube: KubeCluster) -> bool:
-    got = kube.kubectl("get", "nodes", "-o", "json", check=False)
-    if got.returncode != 0:
-        return False
-    return any(
-        condition(node["status"], "Ready").get("status") == "True"
-        for node in json.loads(got.stdout)["items"]
-    )
+def _node_ready(kube: KubeCluster, node_name: str) -> bool:
+    node = kube.read("node", node_name)
+    return node is not None and condition(node["status"], "Ready").get("status") == "True"
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:

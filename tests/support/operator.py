@@ -74,15 +74,12 @@ class Namespace:
         self.kubectl("apply", "-f", "-", input=json.dumps(obj))
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        proc = self.cluster.kubectl("get", kind, name, "-n", self.name, "-o", "json", check=False)
-        if proc.returncode != 0:
-            return None
-        data: dict[str, Any] = json.loads(proc.stdout)
-        return data
+        return self.cluster.read(kind, name, namespace=self.name)
 
     def items(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
-        args = ["get", kind, "-o", "json"] + (["-l", selector] if selector else [])
-        data: list[dict[str, Any]] = json.loads(self.kubectl(*args))["items"]
+        listed = self.cluster.read(kind, namespace=self.name, selector=selector)
+        assert listed is not None  # a list either reads or raises
+        data: list[dict[str, Any]] = listed["items"]
         return data
 
     def condition(self, name: str, kind: str) -> dict[str, Any]:
