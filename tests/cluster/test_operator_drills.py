@@ -83,7 +83,7 @@ def test_scheduled_drills_get_their_own_cronjob_which_is_suspended_when_dropped(
         20,
         "the drill CronJob recreated",
     )
-    assert backup_ns.events("DriftReverted")
+    assert backup_ns.events("DriftReverted", at_least=1)
     backup_ns.kubectl(
         "patch",
         "dbb",

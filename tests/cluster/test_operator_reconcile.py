@@ -119,7 +119,7 @@ def test_an_edited_or_deleted_cronjob_is_put_back_within_seconds(
     )
     cj = backup_ns.get("cronjob", "nightly-backup") or {}
     assert cj["spec"]["concurrencyPolicy"] == "Forbid"
-    assert backup_ns.events("DriftReverted")
+    assert backup_ns.events("DriftReverted", at_least=1)
     old_uid = cj["metadata"]["uid"]
     backup_ns.kubectl("delete", "cronjob", "nightly-backup")
     recreated = wait_for(
@@ -132,7 +132,7 @@ def test_an_edited_or_deleted_cronjob_is_put_back_within_seconds(
         "the CronJob to be recreated",
     )
     assert recreated["spec"]["schedule"] == "30 2 * * *"
-    assert backup_ns.events("CronJobRecreated")
+    assert backup_ns.events("CronJobRecreated", at_least=1)
 
 
 def test_deleting_a_backup_cascades_to_its_children_and_leaves_no_finalizer(
@@ -164,11 +164,13 @@ def test_a_missing_pvc_sets_ready_false_until_it_appears(
     )
     assert cond["reason"] == "PersistentVolumeClaimNotFound"
     assert "'later'" in cond["message"]
-    assert [e["type"] for e in backup_ns.events("PersistentVolumeClaimNotFound")] == ["Warning"]
+    assert [e["type"] for e in backup_ns.events("PersistentVolumeClaimNotFound", at_least=1)] == [
+        "Warning"
+    ]
     backup_ns.add_pvc("later")
     # kopf retries with backoff (5 s, then 10 s ...)
     wait_for(lambda: _ready(backup_ns, "nightly"), 30, "Ready=True once the PVC exists")
-    assert [e["type"] for e in backup_ns.events("Reconciled")] == ["Normal"]
+    assert [e["type"] for e in backup_ns.events("Reconciled", at_least=1)] == ["Normal"]
 
 
 def test_the_operator_service_account_cannot_read_secrets(

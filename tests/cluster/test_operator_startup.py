@@ -127,7 +127,7 @@ def test_a_missing_crd_is_one_readable_line_and_the_operator_starts_once_it_is_i
     finally:
         kube_cluster.kubectl("apply", "-f", str(CRD))
         kube_cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s",
+            "wait", "--for=condition=Established", "--timeout=120s",
             "crd/databasebackups.learnops.io",
         )  # fmt: skip
     wait_for(lambda: process.readyz()[0] == 200, 60, "/readyz 200 once the CRD is back")

@@ -74,13 +74,13 @@ def test_a_hostile_pod_never_counts_as_a_backup_and_its_failure_is_bounded(
     assert "evil" not in text
     assert "payroll" not in text
     assert len(text) < 8192
-    warnings = events_of(ns, "TerminationMessageRejected", scenario)
+    warnings = events_of(ns, "TerminationMessageRejected", scenario, at_least=int(refused))
     if refused:
         assert [e["type"] for e in warnings] == ["Warning"]
         assert job in warnings[0]["message"]
     else:
         assert warnings == []
-    assert [e["type"] for e in events_of(ns, "BackupFailed", scenario)] == ["Warning"]
+    assert [e["type"] for e in events_of(ns, "BackupFailed", scenario, at_least=1)] == ["Warning"]
     line = f'learnops_backup_last_result{{name="{scenario}",namespace="{ns.name}"}} 0.0'
     assert line in scenario_operator.metrics()
 

@@ -48,6 +48,14 @@ for _prefix, _plural in _PLURAL_ONE.values():
 CLUSTER_DIR = Path(os.environ.get("LEARNOPS_CLUSTER_DIR", "/tmp/learnops-cluster"))
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl whose message says what kubectl said (pytest shows only the message)."""
+
+    def __str__(self) -> str:
+        said = (self.stderr or "").strip()[-1500:]
+        return f"{super().__str__()}\nkubectl said: {said}" if said else super().__str__()
+
+
 class KubeCluster:
     """What tests get: a kubeconfig, kubectl, API clients, and impersonation."""
 
@@ -70,7 +78,7 @@ class KubeCluster:
             argv.append(f"--as={as_user}")
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+            raise KubectlError(proc.returncode, argv, proc.stdout, proc.stderr)
         return proc
 
     def read(

@@ -85,9 +85,24 @@ class Namespace:
     def condition(self, name: str, kind: str) -> dict[str, Any]:
         return condition(self.status(name), kind)
 
-    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
-        events = self.items("events")
-        return [e for e in events if reason is None or e.get("reason") == reason]
+    def events(
+        self, reason: str | None = None, *, at_least: int = 0, timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """The Events (of `reason`); with `at_least`, once that many exist. The operator posts an
+        Event after the status write it explains, so a test that saw the status waits for it."""
+
+        def matching() -> list[dict[str, Any]]:
+            events = self.items("events")
+            return [e for e in events if reason is None or e.get("reason") == reason]
+
+        if at_least <= 0:
+            return matching()
+        found: list[dict[str, Any]] = wait_for(
+            lambda: got if len(got := matching()) >= at_least else None,
+            timeout,
+            f"{at_least} {reason or 'any'} Event(s) in {self.name}",
+        )
+        return found
 
     def status(self, name: str) -> dict[str, Any]:
         return dict((self.get("databasebackup", name) or {}).get("status") or {})
