@@ -57,9 +57,13 @@ def test_a_real_backup_pod_reports_success_on_the_resource(
     assert backup_ns.condition("nightly", "LastBackupSucceeded")["status"] == "True"
     assert "Succeeded" in backup_ns.kubectl("get", "dbb", "nightly", "--no-headers").split()
     assert [e["type"] for e in backup_ns.events("BackupSucceeded", at_least=1)] == ["Normal"]
-    metrics = operator.metrics()
     key = f'{{name="nightly",namespace="{backup_ns.name}"}}'
-    assert f"learnops_backup_last_result{key} 1.0" in metrics
+    # the operator updates its metrics right after the Event, so read them once they have it
+    metrics = wait_for(
+        lambda: m if f"learnops_backup_last_result{key} 1.0" in (m := operator.metrics()) else "",
+        15,
+        "the run in the operator's metrics",
+    )
     assert f"learnops_backup_last_size_bytes{key} {float(success['sizeBytes'])}" in metrics
     files = platform.volume_files(backup_ns.name, "backups")
     [manifest_name] = [

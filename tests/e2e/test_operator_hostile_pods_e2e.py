@@ -82,7 +82,7 @@ def test_a_hostile_pod_never_counts_as_a_backup_and_its_failure_is_bounded(
         assert warnings == []
     assert [e["type"] for e in events_of(ns, "BackupFailed", scenario, at_least=1)] == ["Warning"]
     line = f'learnops_backup_last_result{{name="{scenario}",namespace="{ns.name}"}} 0.0'
-    assert line in scenario_operator.metrics()
+    wait_for(lambda: line in scenario_operator.metrics(), 15, f"{line} in the metrics")
 
 
 def test_the_kubelet_cuts_an_oversized_message_to_4_kib_before_the_operator_reads_it(

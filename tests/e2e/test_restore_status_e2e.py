@@ -98,7 +98,7 @@ def test_a_successful_restore_reports_artifact_checksum_counts_events_and_metric
     assert [e["type"] for e in backup_ns.events("RestoreStarted", at_least=1)] == ["Normal"]
     assert [e["type"] for e in backup_ns.events("RestoreSucceeded", at_least=1)] == ["Normal"]
     line = f'learnops_restore_last_result{{name="r1",namespace="{backup_ns.name}"}} 1.0'
-    assert line in scenario_operator.metrics()
+    wait_for(lambda: line in scenario_operator.metrics(), 15, f"{line} in the metrics")
     row = backup_ns.kubectl("get", "dbr", "r1", "--no-headers").split()
     assert {"Succeeded", "nightly", "app_restored"} <= set(row)
 
@@ -148,7 +148,7 @@ def test_each_failure_reason_reaches_status_with_a_warning_event(
     assert condition(job["status"], "Failed")["status"] == "True"
     assert [e["type"] for e in events_of(ns, "RestoreFailed", name, at_least=1)] == ["Warning"]
     line = f'learnops_restore_last_result{{name="{name}",namespace="{ns.name}"}} 0.0'
-    assert line in scenario_operator.metrics()
+    wait_for(lambda: line in scenario_operator.metrics(), 15, f"{line} in the metrics")
 
 
 def test_one_run_per_generation(backup_ns: Namespace, scenario_operator: OperatorProcess) -> None:
