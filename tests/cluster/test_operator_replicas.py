@@ -119,7 +119,6 @@ def test_an_operator_killed_mid_reconcile_converges_after_restart(
         j["metadata"]["labels"]["app.kubernetes.io/instance"] for j in backup_ns.items("jobs")
     )
     assert jobs == Counter(names)
-    started = Counter(
-        e["involvedObject"]["name"] for e in backup_ns.events("BackupStarted", at_least=len(names))
-    )
+    # a Job the killed replica created may never get its Event; none may get two
+    started = Counter(e["involvedObject"]["name"] for e in backup_ns.events("BackupStarted"))
     assert max(started.values()) == 1
