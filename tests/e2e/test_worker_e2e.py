@@ -119,7 +119,9 @@ def test_a_worker_pod_force_deleted_mid_job_loses_no_job_and_completes_none_twic
         with pg_cluster.connect(db) as c:
             row = c.execute(
                 "SELECT worker_id, id FROM learnops_jobs WHERE status = 'running' "
-                "AND started_at < now() - interval '1 second' LIMIT 1"
+                "AND started_at < now() - interval '1 second' "
+                "AND (payload->>'sleep')::int = %s",
+                (LONG_JOB_SECONDS,),
             ).fetchone()
         # the chart sets WORKER_ID to the pod's name
         return (str(row[0]), int(row[1])) if row else None  # type: ignore[call-overload]
