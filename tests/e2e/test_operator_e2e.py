@@ -133,14 +133,7 @@ def test_a_missing_secret_is_learned_from_the_kubelets_mount_failure(
     assert cond["status"] == "False"
     assert "pg-missing" in cond["message"]
     assert [e["type"] for e in backup_ns.events("SecretNotFound", at_least=1)] == ["Warning"]
-    wait_for(
-        lambda: any(
-            "kubelet" in {(e.get("source") or {}).get("component"), e.get("reportingComponent")}
-            for e in backup_ns.events("FailedMount")
-        ),
-        60,
-        "a FailedMount Event from the kubelet",
-    )
+    backup_ns.kubelet_event("FailedMount")
 
 
 def test_no_success_within_two_schedule_intervals_is_reported_until_a_real_run_succeeds(

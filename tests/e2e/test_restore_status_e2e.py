@@ -198,14 +198,7 @@ def test_a_missing_target_secret_is_learned_from_the_kubelets_mount_failure(
     assert st["phase"] == "Running"  # the Job waits for the Secret
     assert "restore-pgpass" in st["message"]
     assert [e["type"] for e in backup_ns.events("SecretNotFound", at_least=1)] == ["Warning"]
-    wait_for(
-        lambda: any(
-            "kubelet" in {(e.get("source") or {}).get("component"), e.get("reportingComponent")}
-            for e in backup_ns.events("FailedMount")
-        ),
-        60,
-        "a FailedMount Event from the kubelet",
-    )
+    backup_ns.kubelet_event("FailedMount")
     # once the Secret exists the kubelet mounts it on its next try, and the restore runs
     add_secret(backup_ns, "restore-pgpass")
     assert _settled(backup_ns, "nosecret", timeout=180)["phase"] == "Succeeded"

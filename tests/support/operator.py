@@ -104,6 +104,23 @@ class Namespace:
         )
         return found
 
+    def kubelet_event(self, reason: str, timeout: float = 60) -> dict[str, Any]:
+        """Wait for an Event of `reason` that a kubelet reported (e.g. FailedMount); return it."""
+
+        def from_kubelet() -> dict[str, Any] | None:
+            for e in self.events(reason):
+                if "kubelet" in {
+                    (e.get("source") or {}).get("component"),
+                    e.get("reportingComponent"),
+                }:
+                    return e
+            return None
+
+        found: dict[str, Any] = wait_for(
+            from_kubelet, timeout, f"a {reason} Event from the kubelet"
+        )
+        return found
+
     def status(self, name: str) -> dict[str, Any]:
         return dict((self.get("databasebackup", name) or {}).get("status") or {})
 
