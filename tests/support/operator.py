@@ -86,14 +86,24 @@ class Namespace:
         return condition(self.status(name), kind)
 
     def events(
-        self, reason: str | None = None, *, at_least: int = 0, timeout: float = 30
+        self,
+        reason: str | None = None,
+        *,
+        about: str | None = None,
+        at_least: int = 0,
+        timeout: float = 30,
     ) -> list[dict[str, Any]]:
-        """The Events (of `reason`); with `at_least`, once that many exist. The operator posts an
-        Event after the status write it explains, so a test that saw the status waits for it."""
+        """The Events (of `reason`, about the object called `about`); with `at_least`, once that
+        many exist. The operator posts an Event after the status write it explains, so a test
+        that saw the status waits for it."""
 
         def matching() -> list[dict[str, Any]]:
-            events = self.items("events")
-            return [e for e in events if reason is None or e.get("reason") == reason]
+            return [
+                e
+                for e in self.items("events")
+                if reason in (None, e.get("reason"))
+                and about in (None, e["involvedObject"].get("name"))
+            ]
 
         if at_least <= 0:
             return matching()

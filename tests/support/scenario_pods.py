@@ -65,18 +65,8 @@ def add_secret(ns: Namespace, name: str, key: str = "pgpass") -> None:
 
 
 def events_of(ns: Namespace, reason: str, name: str, at_least: int = 0) -> list[dict[str, Any]]:
-    """The Events of `reason` about the object called `name` (once `at_least` exist: the
-    operator posts them after the status they explain)."""
-
-    def about() -> list[dict[str, Any]]:
-        return [e for e in ns.events(reason) if e["involvedObject"].get("name") == name]
-
-    if at_least <= 0:
-        return about()
-    found: list[dict[str, Any]] = wait_for(
-        lambda: got if len(got := about()) >= at_least else None, 30, f"{reason} of {name}"
-    )
-    return found
+    """The Events of `reason` about the object called `name` (see Namespace.events)."""
+    return ns.events(reason, about=name, at_least=at_least)
 
 
 @contextmanager
