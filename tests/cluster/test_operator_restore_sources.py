@@ -156,8 +156,15 @@ def test_an_encrypted_bucket_source_runs_with_its_credentials_and_identity_as_fi
     assert mounts["age-identity"]["readOnly"] is True
     assert env["BACKUP_AGE_IDENTITY_FILE"] == f"{mounts['age-identity']['mountPath']}/identity"
     _secret_values_absent(pod)
-    st = backup_ns.get("dbr", "from-bucket") or {}
-    assert st["status"]["phase"] == "Running"
+    # the Job exists before the handler's status patch lands: wait for the phase
+    wait_for(
+        lambda: (
+            ((backup_ns.get("dbr", "from-bucket") or {}).get("status") or {}).get("phase")
+            == "Running"
+        ),
+        30,
+        "phase Running",
+    )
 
 
 def test_a_backup_ref_to_an_encrypted_bucket_backup_needs_the_identity(
